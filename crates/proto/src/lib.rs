@@ -1,0 +1,4 @@
+pub mod amount;
+pub mod canonical;
+pub mod control;
+pub mod sig;
