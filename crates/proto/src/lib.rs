@@ -1,4 +1,5 @@
 pub mod amount;
 pub mod canonical;
 pub mod control;
+pub mod model;
 pub mod sig;
