@@ -1,0 +1,228 @@
+//! The event bus: committed facts fanned out to SSE streams and control
+//! socket subscribers.
+//!
+//! Events are published only after the commit that made them true. Each
+//! gets a daemon-wide sequence number (an envelope carrying N credits uses
+//! N consecutive numbers), so a client can resume after `seq` without gaps
+//! or duplicates from the replay ring, as long as it is within the ring.
+//!
+//! Fan-out is a tokio broadcast channel: a subscriber that falls behind by
+//! more than the channel's capacity is told how many events it missed
+//! (`Lagged`) and continues from the oldest retained one; it never slows
+//! the publisher or other subscribers.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use pooldesk_proto::model::{AuditEntry, BatchRow, CreditEvent, Snapshot, WithdrawalRow};
+use tokio::sync::broadcast;
+
+/// Most credits carried by one envelope (the aggregator splits beyond it).
+pub const MAX_CREDITS_PER_ENVELOPE: usize = 512;
+
+#[derive(Debug, Clone)]
+pub enum BusEvent {
+    /// Pool snapshot, every second.
+    Pool(Arc<Snapshot>),
+    /// Credits committed together, in commit order.
+    Credits(Vec<CreditEvent>),
+    Withdrawal(WithdrawalRow),
+    Batch(BatchRow),
+    Audit(AuditEntry),
+    /// Faucet request changed state: `(request id, state)`.
+    Faucet {
+        id: i64,
+        state: String,
+    },
+}
+
+impl BusEvent {
+    /// How many sequence numbers the event uses.
+    pub fn width(&self) -> u64 {
+        match self {
+            BusEvent::Credits(credits) => credits.len().max(1) as u64,
+            _ => 1,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Envelope {
+    /// Sequence number of the first (or only) item.
+    pub seq: u64,
+    pub at_ms: i64,
+    pub event: BusEvent,
+}
+
+impl Envelope {
+    /// The last sequence number this envelope uses.
+    pub fn last_seq(&self) -> u64 {
+        self.seq + self.event.width() - 1
+    }
+}
+
+struct Ring {
+    next_seq: u64,
+    retained: VecDeque<Arc<Envelope>>,
+    capacity: usize,
+}
+
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct EventBus {
+    tx: broadcast::Sender<Arc<Envelope>>,
+    ring: Arc<Mutex<Ring>>,
+}
+
+/// What a resuming client gets.
+pub enum Replay {
+    /// Every retained envelope after the given seq (maybe none).
+    Events(Vec<Arc<Envelope>>),
+    /// The requested seq is older than the ring: the client missed events
+    /// and must refetch its state.
+    TooOld,
+}
+
+impl EventBus {
+    /// `channel_capacity`: how far a live subscriber may fall behind before
+    /// it lags; `replay_capacity`: envelopes kept for resume.
+    pub fn new(channel_capacity: usize, replay_capacity: usize, first_seq: u64) -> EventBus {
+        let (tx, _) = broadcast::channel(channel_capacity.max(16));
+        EventBus {
+            tx,
+            ring: Arc::new(Mutex::new(Ring {
+                next_seq: first_seq.max(1),
+                retained: VecDeque::with_capacity(replay_capacity),
+                capacity: replay_capacity.max(1),
+            })),
+        }
+    }
+
+    /// Publishes a committed fact. Sequence assignment and send happen under
+    /// one lock so the broadcast order is the sequence order.
+    pub fn publish(&self, event: BusEvent) -> u64 {
+        let mut ring = self.ring.lock().expect("bus lock");
+        let seq = ring.next_seq;
+        ring.next_seq += event.width();
+        let envelope = Arc::new(Envelope {
+            seq,
+            at_ms: crate::clock::now_ms(),
+            event,
+        });
+        if ring.retained.len() == ring.capacity {
+            ring.retained.pop_front();
+        }
+        ring.retained.push_back(envelope.clone());
+        // No receivers is fine: nobody is listening right now.
+        let _ = self.tx.send(envelope);
+        seq
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Envelope>> {
+        self.tx.subscribe()
+    }
+
+    /// Subscribes and returns the retained envelopes after `after_seq`, as
+    /// one atomic step: nothing published in between is missed or doubled
+    /// (the caller skips live envelopes with `seq <= ` the replay's last).
+    pub fn subscribe_from(&self, after_seq: u64) -> (broadcast::Receiver<Arc<Envelope>>, Replay) {
+        let ring = self.ring.lock().expect("bus lock");
+        let rx = self.tx.subscribe();
+        let oldest = ring
+            .retained
+            .front()
+            .map(|e| e.seq)
+            .unwrap_or(ring.next_seq);
+        if after_seq + 1 < oldest && after_seq + 1 < ring.next_seq {
+            return (rx, Replay::TooOld);
+        }
+        let events = ring
+            .retained
+            .iter()
+            .filter(|e| e.last_seq() > after_seq)
+            .cloned()
+            .collect();
+        (rx, Replay::Events(events))
+    }
+
+    /// The next sequence number to be assigned.
+    pub fn next_seq(&self) -> u64 {
+        self.ring.lock().expect("bus lock").next_seq
+    }
+
+    pub fn receiver_count(&self) -> usize {
+        self.tx.receiver_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn credit(n: i64) -> CreditEvent {
+        CreditEvent {
+            miner_id: "m".into(),
+            worker_name: "w".into(),
+            event_id: format!("e{n}"),
+            amount_msat: n,
+            balance_msat: n,
+            at: 0,
+        }
+    }
+
+    #[test]
+    fn credits_use_consecutive_sequence_numbers() {
+        let bus = EventBus::new(16, 16, 1);
+        assert_eq!(
+            bus.publish(BusEvent::Credits(vec![credit(1), credit(2), credit(3)])),
+            1
+        );
+        assert_eq!(
+            bus.publish(BusEvent::Faucet {
+                id: 1,
+                state: "paid".into()
+            }),
+            4
+        );
+        assert_eq!(bus.next_seq(), 5);
+    }
+
+    #[test]
+    fn resume_returns_only_later_envelopes_and_detects_too_old() {
+        let bus = EventBus::new(16, 3, 1);
+        for i in 0..5 {
+            bus.publish(BusEvent::Faucet {
+                id: i,
+                state: "queued".into(),
+            });
+        }
+        // Ring keeps seq 3, 4, 5.
+        match bus.subscribe_from(3).1 {
+            Replay::Events(events) => {
+                assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5])
+            }
+            Replay::TooOld => panic!("3 is retained"),
+        }
+        assert!(matches!(bus.subscribe_from(1).1, Replay::TooOld));
+        match bus.subscribe_from(5).1 {
+            Replay::Events(events) => assert!(events.is_empty()),
+            Replay::TooOld => panic!("up to date"),
+        }
+    }
+
+    #[test]
+    fn a_lagging_subscriber_is_told_and_does_not_block_the_publisher() {
+        let bus = EventBus::new(16, 16, 1);
+        let mut slow = bus.subscribe();
+        for i in 0..100 {
+            bus.publish(BusEvent::Faucet {
+                id: i,
+                state: "queued".into(),
+            });
+        }
+        match slow.try_recv() {
+            Err(broadcast::error::TryRecvError::Lagged(missed)) => assert!(missed > 0),
+            other => panic!("expected lag, got {other:?}"),
+        }
+    }
+}

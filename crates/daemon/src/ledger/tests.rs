@@ -1,0 +1,287 @@
+use super::*;
+use crate::metrics::StoreMetrics;
+use crate::store::{Store, StoreOptions, WriteError};
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        &dir.path().join("ledger.sqlite"),
+        StoreOptions::default(),
+        StoreMetrics::new(),
+    )
+    .unwrap();
+    (dir, store)
+}
+
+fn req(key: &str, debit: &str, credit: &str, amount_msat: i64) -> TransferRequest {
+    TransferRequest {
+        idempotency_key: key.into(),
+        debit: debit.into(),
+        credit: credit.into(),
+        amount_msat,
+        kind: TransferKind::Adjustment,
+        reference: None,
+    }
+}
+
+fn post_blocking(store: &Store, r: TransferRequest) -> Result<Posted, WriteError<LedgerError>> {
+    store.write_blocking(move |ctx| post(ctx, &r))
+}
+
+fn assert_clean(store: &Store) {
+    let violations = store.read_blocking(verify).unwrap();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+#[test]
+fn same_key_same_content_answers_the_original_and_moves_nothing() {
+    let (_dir, store) = open();
+    let first = post_blocking(&store, req("k1", POOL_REWARDS, "miner:a", 5_000)).unwrap();
+    let again = post_blocking(&store, req("k1", POOL_REWARDS, "miner:a", 5_000)).unwrap();
+    assert!(matches!(first, Posted::Created(_)));
+    assert!(matches!(again, Posted::AlreadyExists(_)));
+    assert_eq!(first.transfer().id, again.transfer().id);
+    assert_eq!(
+        store.read_blocking(|c| balance(c, "miner:a")).unwrap(),
+        5_000
+    );
+    assert_clean(&store);
+}
+
+#[test]
+fn same_key_different_content_is_a_typed_conflict() {
+    let (_dir, store) = open();
+    post_blocking(&store, req("k1", POOL_REWARDS, "miner:a", 5_000)).unwrap();
+    let cases = [
+        (req("k1", POOL_REWARDS, "miner:a", 6_000), "amount"),
+        (req("k1", POOL_REWARDS, "miner:b", 5_000), "credit"),
+        (req("k1", POOL_ADJUSTMENTS, "miner:a", 5_000), "debit"),
+    ];
+    for (r, what) in cases {
+        match post_blocking(&store, r) {
+            Err(WriteError::Rejected(e)) => {
+                let text = e.to_string();
+                assert!(text.contains(what), "{what}: {text}");
+            }
+            other => panic!("{what}: expected conflict, got {other:?}"),
+        }
+    }
+    let mut kind = req("k1", POOL_REWARDS, "miner:a", 5_000);
+    kind.kind = TransferKind::ShareCredit;
+    assert!(matches!(
+        post_blocking(&store, kind),
+        Err(WriteError::Rejected(LedgerError::ExistsWithDifferentKind))
+    ));
+    assert_eq!(
+        store.read_blocking(|c| balance(c, "miner:a")).unwrap(),
+        5_000
+    );
+    assert_eq!(store.read_blocking(|c| balance(c, "miner:b")).unwrap(), 0);
+    assert_clean(&store);
+}
+
+#[test]
+fn miner_balance_never_goes_below_zero() {
+    let (_dir, store) = open();
+    post_blocking(&store, req("c", POOL_REWARDS, "miner:a", 1_000)).unwrap();
+    match post_blocking(&store, req("w", "miner:a", WITHDRAWALS_HELD, 1_001)) {
+        Err(WriteError::Rejected(LedgerError::InsufficientFunds { balance_msat, .. })) => {
+            assert_eq!(balance_msat, 1_000)
+        }
+        other => panic!("expected insufficient funds, got {other:?}"),
+    }
+    post_blocking(&store, req("w2", "miner:a", WITHDRAWALS_HELD, 1_000)).unwrap();
+    assert_eq!(store.read_blocking(|c| balance(c, "miner:a")).unwrap(), 0);
+    assert_clean(&store);
+}
+
+#[test]
+fn refused_transfer_to_a_new_account_leaves_no_account_behind() {
+    let (_dir, store) = open();
+    // miner:ghost is created inside the job, then the debit is refused:
+    // the savepoint must remove the account and the cache must forget it.
+    assert!(post_blocking(&store, req("x", "miner:ghost", WITHDRAWALS_HELD, 1)).is_err());
+    let count: i64 = store
+        .read_blocking(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM accounts WHERE name = 'miner:ghost'",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .unwrap();
+    assert_eq!(count, 0);
+    post_blocking(&store, req("y", POOL_REWARDS, "miner:ghost", 7)).unwrap();
+    assert_eq!(
+        store.read_blocking(|c| balance(c, "miner:ghost")).unwrap(),
+        7
+    );
+    assert_clean(&store);
+}
+
+#[test]
+fn bad_requests_are_refused() {
+    let (_dir, store) = open();
+    for (r, expect) in [
+        (req("a", POOL_REWARDS, "miner:a", 0), "amount"),
+        (req("b", POOL_REWARDS, "miner:a", -5), "amount"),
+        (
+            req("c", POOL_REWARDS, "miner:a", MAX_TRANSFER_MSAT + 1),
+            "amount",
+        ),
+        (req("d", "miner:a", "miner:a", 5), "differ"),
+        (req("e", "casino:house", "miner:a", 5), "account"),
+        (req("", POOL_REWARDS, "miner:a", 5), "key"),
+    ] {
+        match post_blocking(&store, r) {
+            Err(WriteError::Rejected(e)) => assert!(e.to_string().contains(expect), "{e}"),
+            other => panic!("expected refusal ({expect}), got {other:?}"),
+        }
+    }
+    assert_clean(&store);
+}
+
+#[test]
+fn accrued_credits_roll_up_into_one_transfer_per_account() {
+    let (_dir, store) = open();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut handles = Vec::new();
+        for i in 0..200 {
+            let store = store.clone();
+            handles.push(tokio::spawn(async move {
+                store
+                    .write_fast(move |ctx| {
+                        let miner = if i % 2 == 0 {
+                            "miner:even"
+                        } else {
+                            "miner:odd"
+                        };
+                        accrue(ctx, POOL_REWARDS, miner, TransferKind::ShareCredit, 1_000)
+                    })
+                    .await
+            }));
+        }
+        for h in handles {
+            let ((account, _group), info) = h.await.unwrap().unwrap();
+            assert!(info.balances.get(&account).copied().unwrap_or(0) >= 1_000);
+        }
+    });
+    assert_eq!(
+        store.read_blocking(|c| balance(c, "miner:even")).unwrap(),
+        100_000
+    );
+    assert_eq!(
+        store.read_blocking(|c| balance(c, "miner:odd")).unwrap(),
+        100_000
+    );
+    let (transfers, items): (i64, i64) = store
+        .read_blocking(|c| {
+            c.query_row(
+                "SELECT COUNT(*), SUM(item_count) FROM transfers WHERE kind = 'share_credit'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+        })
+        .unwrap();
+    assert_eq!(items, 200);
+    assert!(
+        transfers < 200,
+        "credits were rolled up ({transfers} transfers)"
+    );
+    assert_clean(&store);
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Credit {
+            miner: u8,
+            amount_msat: i64,
+        },
+        Hold {
+            miner: u8,
+            amount_msat: i64,
+        },
+        Release {
+            miner: u8,
+            amount_msat: i64,
+        },
+        /// Re-post an earlier request exactly.
+        Retry {
+            index: usize,
+        },
+        /// Re-post an earlier key with a different amount.
+        Conflict {
+            index: usize,
+            delta: i64,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..4, 1i64..1_000_000)
+                .prop_map(|(miner, amount_msat)| Op::Credit { miner, amount_msat }),
+            (0u8..4, 1i64..1_500_000)
+                .prop_map(|(miner, amount_msat)| Op::Hold { miner, amount_msat }),
+            (0u8..4, 1i64..1_500_000)
+                .prop_map(|(miner, amount_msat)| Op::Release { miner, amount_msat }),
+            any::<usize>().prop_map(|index| Op::Retry { index }),
+            (any::<usize>(), 1i64..1000).prop_map(|(index, delta)| Op::Conflict { index, delta }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+
+        #[test]
+        fn invariants_hold_after_every_step_and_retries_never_move_money_twice(ops in prop::collection::vec(op(), 1..40)) {
+            let (_dir, store) = open();
+            let mut model: HashMap<String, i64> = HashMap::new();
+            let mut posted: Vec<TransferRequest> = Vec::new();
+            for (n, op) in ops.into_iter().enumerate() {
+                let request = match op {
+                    Op::Credit { miner, amount_msat } => req(&format!("k{n}"), POOL_REWARDS, &format!("miner:{miner}"), amount_msat),
+                    Op::Hold { miner, amount_msat } => req(&format!("k{n}"), &format!("miner:{miner}"), WITHDRAWALS_HELD, amount_msat),
+                    Op::Release { miner, amount_msat } => req(&format!("k{n}"), WITHDRAWALS_HELD, &format!("miner:{miner}"), amount_msat),
+                    Op::Retry { index } if !posted.is_empty() => posted[index % posted.len()].clone(),
+                    Op::Conflict { index, delta } if !posted.is_empty() => {
+                        let mut r = posted[index % posted.len()].clone();
+                        r.amount_msat += delta;
+                        r
+                    }
+                    _ => continue,
+                };
+                let before = model.clone();
+                let outcome = post_blocking(&store, request.clone());
+                match outcome {
+                    Ok(Posted::Created(_)) => {
+                        *model.entry(request.debit.clone()).or_default() -= request.amount_msat;
+                        *model.entry(request.credit.clone()).or_default() += request.amount_msat;
+                        posted.push(request);
+                    }
+                    Ok(Posted::AlreadyExists(t)) => {
+                        prop_assert!(posted.iter().any(|p| p.idempotency_key == t.idempotency_key));
+                    }
+                    Err(WriteError::Rejected(_)) => {}
+                    Err(e) => prop_assert!(false, "storage error {e:?}"),
+                }
+                if !matches!(store.read_blocking(|c| verify(c)).map(|v| v.is_empty()), Ok(true)) {
+                    prop_assert!(false, "invariants broken after step {n}");
+                }
+                for (account, expected) in &model {
+                    let actual = store.read_blocking(|c| balance(c, account)).unwrap();
+                    prop_assert_eq!(actual, *expected, "account {} after step {}", account, n);
+                    if account.starts_with("miner:") || account == WITHDRAWALS_HELD {
+                        prop_assert!(actual >= 0);
+                    }
+                }
+                let _ = before;
+            }
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Prometheus metrics (`GET /metrics`, text exposition format).
+//!
+//! Every family is listed in README.md. Labels are bounded sets (outcome
+//! codes, states), never miner ids or addresses, so cardinality stays flat.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `pool` (X-REPORT-SIG) or `personal` (X-Signature).
+    pub contract: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NameLabel {
+    pub name: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WindowLabel {
+    pub window: &'static str,
+}
+
+/// Store-side metrics, handed to the writer thread.
+#[derive(Clone)]
+pub struct StoreMetrics {
+    pub commit_seconds: Histogram,
+    pub commit_batch_size: Histogram,
+    pub commits_failed: Counter,
+}
+
+impl StoreMetrics {
+    pub fn new() -> Self {
+        StoreMetrics {
+            commit_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            commit_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+            commits_failed: Counter::default(),
+        }
+    }
+
+    pub fn observe_commit(&self, jobs: usize, took: Duration) {
+        self.commit_seconds.observe(took.as_secs_f64());
+        self.commit_batch_size.observe(jobs as f64);
+    }
+
+    pub fn observe_failed_commit(&self) {
+        self.commits_failed.inc();
+    }
+}
+
+impl Default for StoreMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// All metrics of the daemon, cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub store: StoreMetrics,
+    pub reports: Family<OutcomeLabels, Counter>,
+    pub ledger_msat: Family<NameLabel, Gauge>,
+    pub withdrawals: Family<StateLabel, Gauge>,
+    pub wallet_spendable_sat: Gauge,
+    pub wallet_connected: Gauge,
+    pub sse_clients: Gauge,
+    pub control_clients: Gauge,
+    pub faucet_requests: Family<StateLabel, Counter>,
+    pub hashrate: Family<WindowLabel, Gauge<f64, AtomicU64>>,
+    pub miners: Family<StateLabel, Gauge>,
+    pub events_lagged: Counter,
+    pub http_refused: Family<StateLabel, Counter>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("pooldesk");
+        let store = StoreMetrics::new();
+        registry.register(
+            "commit_seconds",
+            "Time to run and commit one group commit (fsync included)",
+            store.commit_seconds.clone(),
+        );
+        registry.register(
+            "commit_batch_size",
+            "Write jobs folded into one group commit",
+            store.commit_batch_size.clone(),
+        );
+        registry.register(
+            "commits_failed",
+            "Group commits that failed and were rolled back (nothing acknowledged)",
+            store.commits_failed.clone(),
+        );
+        let reports = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "reports",
+            "Share and block reports by contract and outcome (accepted or the refusal code)",
+            reports.clone(),
+        );
+        let ledger_msat = Family::<NameLabel, Gauge>::default();
+        registry.register(
+            "ledger_msat",
+            "Ledger totals in msat: owed, held, paid, fees, credited, faucet_held, faucet_sent",
+            ledger_msat.clone(),
+        );
+        let withdrawals = Family::<StateLabel, Gauge>::default();
+        registry.register("withdrawals", "Withdrawals by state", withdrawals.clone());
+        let wallet_spendable_sat = Gauge::default();
+        registry.register(
+            "wallet_spendable_sat",
+            "Spendable balance of the payout wallet (sat), compare with ledger_msat{name=\"held\"}",
+            wallet_spendable_sat.clone(),
+        );
+        let wallet_connected = Gauge::default();
+        registry.register(
+            "wallet_connected",
+            "1 when the last wallet health check succeeded",
+            wallet_connected.clone(),
+        );
+        let sse_clients = Gauge::default();
+        registry.register(
+            "sse_clients",
+            "Open /api/stream connections",
+            sse_clients.clone(),
+        );
+        let control_clients = Gauge::default();
+        registry.register(
+            "control_clients",
+            "Open control socket connections",
+            control_clients.clone(),
+        );
+        let faucet_requests = Family::<StateLabel, Counter>::default();
+        registry.register(
+            "faucet_requests",
+            "Faucet requests by outcome (queued or the refusal code)",
+            faucet_requests.clone(),
+        );
+        let hashrate = Family::<WindowLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "pool_hashrate_hps",
+            "Pool hashrate in hashes per second by window",
+            hashrate.clone(),
+        );
+        let miners = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "miners",
+            "Miners known (total) and active in 10 min",
+            miners.clone(),
+        );
+        let events_lagged = Counter::default();
+        registry.register(
+            "events_lagged",
+            "Events skipped by subscribers that fell behind (SSE and control)",
+            events_lagged.clone(),
+        );
+        let http_refused = Family::<StateLabel, Counter>::default();
+        registry.register(
+            "http_refused",
+            "HTTP requests refused before reaching a service, by reason",
+            http_refused.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            store,
+            reports,
+            ledger_msat,
+            withdrawals,
+            wallet_spendable_sat,
+            wallet_connected,
+            sse_clients,
+            control_clients,
+            faucet_requests,
+            hashrate,
+            miners,
+            events_lagged,
+            http_refused,
+        }
+    }
+
+    pub fn report(&self, contract: &'static str, outcome: &'static str) {
+        self.reports
+            .get_or_create(&OutcomeLabels { contract, outcome })
+            .inc();
+    }
+
+    /// Text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

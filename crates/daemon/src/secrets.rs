@@ -1,0 +1,218 @@
+//! The daemon's three secrets: the pool-report HMAC secret, the admin API
+//! key, and the master key personal API keys are derived from.
+//!
+//! Each comes from, in order: its environment variable (the seed's names),
+//! a `*_FILE` environment variable or `[secrets] *_file` path, systemd's
+//! `$CREDENTIALS_DIRECTORY/<name>`, or — when none is configured — a file
+//! generated on first start under `<data_dir>/secrets/` with mode 0600.
+//! Values are never logged; only where they came from.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rand::RngCore;
+use zeroize::Zeroizing;
+
+use crate::config::Config;
+
+/// A secret value. `Debug` never shows it and memory is wiped on drop.
+#[derive(Clone)]
+pub struct Secret(Zeroizing<Vec<u8>>);
+
+impl Secret {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Secret(Zeroizing::new(bytes))
+    }
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Secrets {
+    pub report_secret: Secret,
+    pub admin_api_key: Secret,
+    pub master_key: Secret,
+}
+
+/// Where a secret was found, for the start-up log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Env(&'static str),
+    File(PathBuf),
+    Generated(PathBuf),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Env(name) => write!(f, "environment variable {name}"),
+            Origin::File(path) => write!(f, "file {}", path.display()),
+            Origin::Generated(path) => write!(f, "generated on first start at {}", path.display()),
+        }
+    }
+}
+
+struct Spec {
+    /// File name under `<data_dir>/secrets/` and under `$CREDENTIALS_DIRECTORY`.
+    name: &'static str,
+    env: &'static str,
+    env_file: &'static str,
+}
+
+const REPORT: Spec = Spec {
+    name: "report_secret",
+    env: "REPORT_SHARED_SECRET",
+    env_file: "REPORT_SHARED_SECRET_FILE",
+};
+const ADMIN: Spec = Spec {
+    name: "admin_api_key",
+    env: "MINING_SERVER_API_KEY",
+    env_file: "MINING_SERVER_API_KEY_FILE",
+};
+const MASTER: Spec = Spec {
+    name: "master_key",
+    env: "POOLDESK_MASTER_KEY",
+    env_file: "POOLDESK_MASTER_KEY_FILE",
+};
+
+impl Secrets {
+    /// Loads (or generates) all secrets. Returns them with their origins.
+    pub fn load(
+        config: &Config,
+        env: &[(String, String)],
+    ) -> anyhow::Result<(Secrets, Vec<(&'static str, Origin)>)> {
+        let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let dir = config.data_dir.join("secrets");
+        let credentials = lookup("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        let mut origins = Vec::new();
+        let mut one = |spec: &Spec, file: &Option<PathBuf>| -> anyhow::Result<Secret> {
+            let (secret, origin) =
+                resolve(spec, file.as_deref(), &lookup, credentials.as_deref(), &dir)?;
+            origins.push((spec.name, origin));
+            Ok(secret)
+        };
+        let report_secret = one(&REPORT, &config.secrets.report_secret_file)?;
+        let admin_api_key = one(&ADMIN, &config.secrets.admin_api_key_file)?;
+        let master_key = one(&MASTER, &config.secrets.master_key_file)?;
+        Ok((
+            Secrets {
+                report_secret,
+                admin_api_key,
+                master_key,
+            },
+            origins,
+        ))
+    }
+
+    /// Path of a generated secret, for documentation and the demo banner.
+    pub fn generated_path(data_dir: &Path, name: &str) -> PathBuf {
+        data_dir.join("secrets").join(name)
+    }
+}
+
+fn resolve(
+    spec: &Spec,
+    configured_file: Option<&Path>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    credentials: Option<&Path>,
+    generated_dir: &Path,
+) -> anyhow::Result<(Secret, Origin)> {
+    if let Some(value) = lookup(spec.env) {
+        let value = value.trim().to_string();
+        anyhow::ensure!(!value.is_empty(), "{} is set but empty", spec.env);
+        return Ok((Secret::new(value.into_bytes()), Origin::Env(spec.env)));
+    }
+    let file = lookup(spec.env_file)
+        .map(PathBuf::from)
+        .or_else(|| configured_file.map(Path::to_path_buf))
+        .or_else(|| {
+            credentials
+                .map(|dir| dir.join(spec.name))
+                .filter(|path| path.exists())
+        });
+    if let Some(path) = file {
+        let value = read_secret_file(&path)?;
+        return Ok((value, Origin::File(path)));
+    }
+    let path = generated_dir.join(spec.name);
+    if path.exists() {
+        return Ok((read_secret_file(&path)?, Origin::File(path)));
+    }
+    let value = generate(&path)?;
+    Ok((value, Origin::Generated(path)))
+}
+
+fn read_secret_file(path: &Path) -> anyhow::Result<Secret> {
+    let text = fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("secret file {}: cannot read: {e}", path.display()))?;
+    let value = text.trim_end_matches(['\n', '\r']).to_string();
+    anyhow::ensure!(!value.is_empty(), "secret file {} is empty", path.display());
+    Ok(Secret::new(value.into_bytes()))
+}
+
+/// 32 random bytes as 64 hex characters, written 0600 in a 0700 directory.
+/// `create_new` so two starting daemons never overwrite each other's key.
+fn generate(path: &Path) -> anyhow::Result<Secret> {
+    let dir = path.parent().expect("secret path has a parent");
+    fs::create_dir_all(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    let mut raw = Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(raw.as_mut());
+    let text = Zeroizing::new(hex::encode(raw.as_ref()));
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot create secret file {}: {e}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    Ok(Secret::new(text.as_bytes().to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generates_once_with_mode_0600_and_reuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let (first, origins) = Secrets::load(&config, &[]).unwrap();
+        assert!(matches!(origins[0].1, Origin::Generated(_)));
+        let path = dir.path().join("secrets/admin_api_key");
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let (second, origins) = Secrets::load(&config, &[]).unwrap();
+        assert!(matches!(origins[0].1, Origin::File(_)));
+        assert_eq!(first.admin_api_key.expose(), second.admin_api_key.expose());
+        assert_ne!(first.admin_api_key.expose(), first.report_secret.expose());
+    }
+
+    #[test]
+    fn environment_wins_and_debug_redacts() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let env = vec![("REPORT_SHARED_SECRET".to_string(), "s3cr3t".to_string())];
+        let (secrets, origins) = Secrets::load(&config, &env).unwrap();
+        assert_eq!(secrets.report_secret.expose(), b"s3cr3t");
+        assert_eq!(origins[0].1, Origin::Env("REPORT_SHARED_SECRET"));
+        assert!(!format!("{secrets:?}").contains("s3cr3t"));
+    }
+}

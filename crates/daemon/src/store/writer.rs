@@ -1,0 +1,328 @@
+//! The writer thread: the only code that writes to the ledger file.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Msg, StorageFault, StoreError, WriteError};
+use crate::hashrate::WorkRollup;
+use crate::ledger::LedgerState;
+use crate::metrics::StoreMetrics;
+
+/// What a job may touch: the write connection (inside the batch's
+/// transaction), the time, and the batch accumulators of the modules that
+/// roll up per-batch work (ledger credits, hashrate minutes).
+pub struct WriteCtx<'a> {
+    pub conn: &'a Connection,
+    /// Wall clock when the job started, Unix seconds.
+    pub now_s: i64,
+    pub(crate) state: &'a mut BatchState,
+}
+
+/// State the writer keeps across batches (caches) and within one batch
+/// (rolled-up credits and work, applied once per batch).
+pub struct BatchState {
+    pub(crate) ledger: LedgerState,
+    pub(crate) work: WorkRollup,
+}
+
+impl BatchState {
+    pub fn load(conn: &Connection) -> rusqlite::Result<BatchState> {
+        Ok(BatchState {
+            ledger: LedgerState::load(conn)?,
+            work: WorkRollup::default(),
+        })
+    }
+
+    /// Applies rolled-up credits and work. Called before any job that runs
+    /// in a savepoint (so it sees true balances and its rollback cannot
+    /// undo others' credits) and before commit.
+    pub(crate) fn flush(&mut self, conn: &Connection, now_s: i64) -> rusqlite::Result<()> {
+        self.ledger.flush(conn, now_s)?;
+        self.work.flush(conn)?;
+        Ok(())
+    }
+
+    fn rollback(&mut self) {
+        self.ledger.rollback();
+        self.work.clear();
+    }
+
+    fn committed(&mut self) -> CommitInfo {
+        CommitInfo {
+            balances: self.ledger.committed(),
+        }
+    }
+}
+
+/// What a batch learned at commit, shared by all its callers.
+#[derive(Debug, Default)]
+pub struct CommitInfo {
+    /// Balance (msat) after the batch's rolled-up credits, by account id.
+    pub balances: HashMap<i64, i64>,
+}
+
+type Completion = Box<dyn FnOnce(Result<&Arc<CommitInfo>, &StoreError>) + Send>;
+
+enum Ran {
+    Done(Completion),
+    Refused(Completion),
+    Fault(String, Completion),
+}
+
+type RunFn = Box<dyn FnOnce(&mut WriteCtx<'_>) -> Ran + Send>;
+
+pub(crate) struct Job {
+    savepoint: bool,
+    run: RunFn,
+}
+
+pub(crate) type Reply<T, E> = oneshot::Receiver<Result<(T, Arc<CommitInfo>), WriteError<E>>>;
+
+impl Job {
+    pub(crate) fn new<T, E, F>(savepoint: bool, f: F) -> (Job, Reply<T, E>)
+    where
+        F: FnOnce(&mut WriteCtx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: StorageFault + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let run: RunFn = Box::new(move |ctx| match f(ctx) {
+            Ok(value) => Ran::Done(Box::new(move |outcome| {
+                let _ = tx.send(match outcome {
+                    Ok(info) => Ok((value, info.clone())),
+                    Err(e) => Err(WriteError::Store(e.clone())),
+                });
+            })),
+            Err(e) => match e.storage_fault() {
+                Some(fault) => Ran::Fault(
+                    fault,
+                    Box::new(move |outcome| {
+                        let err = match outcome {
+                            Err(e) => e.clone(),
+                            Ok(_) => StoreError::Unavailable("storage fault".into()),
+                        };
+                        let _ = tx.send(Err(WriteError::Store(err)));
+                    }),
+                ),
+                None => Ran::Refused(Box::new(move |outcome| {
+                    // A refusal is reported only if the batch committed:
+                    // if it failed, the refusal may rest on rolled-back
+                    // state, and the caller must simply retry.
+                    let _ = tx.send(match outcome {
+                        Ok(_) => Err(WriteError::Rejected(e)),
+                        Err(se) => Err(WriteError::Store(se.clone())),
+                    });
+                })),
+            },
+        });
+        (Job { savepoint, run }, rx)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn spawn(
+    conn: Connection,
+    path: PathBuf,
+    state: BatchState,
+    rx: mpsc::Receiver<Msg>,
+    max_batch: usize,
+    metrics: StoreMetrics,
+    faulted: Arc<AtomicBool>,
+    commits: Arc<AtomicU64>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let stop_checkpointer = Arc::new(AtomicBool::new(false));
+    let checkpointer = spawn_checkpointer(path, stop_checkpointer.clone())?;
+    std::thread::Builder::new()
+        .name("ledger-writer".into())
+        .spawn(move || {
+            let mut writer = Writer {
+                conn,
+                state,
+                metrics,
+                faulted,
+                commits,
+            };
+            writer.run(rx, max_batch);
+            stop_checkpointer.store(true, Ordering::Release);
+            let _ = checkpointer.join();
+            // A clean shutdown leaves no WAL behind.
+            if let Err(e) = writer
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            {
+                tracing::warn!(error = %e, "final checkpoint failed");
+            }
+        })
+}
+
+struct Writer {
+    conn: Connection,
+    state: BatchState,
+    metrics: StoreMetrics,
+    faulted: Arc<AtomicBool>,
+    commits: Arc<AtomicU64>,
+}
+
+impl Writer {
+    fn run(&mut self, mut rx: mpsc::Receiver<Msg>, max_batch: usize) {
+        let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
+        loop {
+            let mut shutdown = None;
+            match rx.blocking_recv() {
+                Some(Msg::Job(job)) => jobs.push(job),
+                Some(Msg::Shutdown(done)) => shutdown = Some(done),
+                None => return,
+            }
+            // Take whatever else is already queued: this is the group.
+            while shutdown.is_none() && jobs.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(Msg::Job(job)) => jobs.push(job),
+                    Ok(Msg::Shutdown(done)) => shutdown = Some(done),
+                    Err(_) => break,
+                }
+            }
+            if !jobs.is_empty() {
+                self.run_batch(std::mem::take(&mut jobs));
+            }
+            if let Some(done) = shutdown {
+                // Anything sent after the shutdown message is refused by
+                // `closed`; drain stragglers that raced it.
+                while let Ok(msg) = rx.try_recv() {
+                    if let Msg::Job(job) = msg {
+                        jobs.push(job);
+                    }
+                }
+                if !jobs.is_empty() {
+                    self.run_batch(std::mem::take(&mut jobs));
+                }
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+
+    fn run_batch(&mut self, jobs: Vec<Job>) {
+        let started = Instant::now();
+        let size = jobs.len();
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            self.fail(Vec::new(), e.to_string());
+            return;
+        }
+        let mut completions: Vec<Completion> = Vec::with_capacity(size);
+        let mut poison: Option<String> = None;
+        for job in jobs {
+            if poison.is_some() {
+                // Never run: dropping it tells its caller the batch failed.
+                drop(job);
+                continue;
+            }
+            let now_s = crate::clock::now_s();
+            if job.savepoint {
+                if let Err(e) = self.state.flush(&self.conn, now_s) {
+                    poison = Some(e.to_string());
+                    continue;
+                }
+                if let Err(e) = self.conn.execute_batch("SAVEPOINT job") {
+                    poison = Some(e.to_string());
+                    continue;
+                }
+            }
+            self.state.ledger.job_started();
+            let mut ctx = WriteCtx {
+                conn: &self.conn,
+                now_s,
+                state: &mut self.state,
+            };
+            match (job.run)(&mut ctx) {
+                Ran::Done(done) => {
+                    if job.savepoint
+                        && let Err(e) = self.conn.execute_batch("RELEASE job")
+                    {
+                        poison = Some(e.to_string());
+                    }
+                    self.state.ledger.job_finished();
+                    completions.push(done);
+                }
+                Ran::Refused(done) => {
+                    if job.savepoint
+                        && let Err(e) = self.conn.execute_batch("ROLLBACK TO job; RELEASE job")
+                    {
+                        poison = Some(e.to_string());
+                    }
+                    self.state.ledger.job_rolled_back();
+                    completions.push(done);
+                }
+                Ran::Fault(fault, done) => {
+                    poison = Some(fault);
+                    completions.push(done);
+                }
+            }
+        }
+        if poison.is_none()
+            && let Err(e) = self.state.flush(&self.conn, crate::clock::now_s())
+        {
+            poison = Some(e.to_string());
+        }
+        if let Some(reason) = poison {
+            self.fail(completions, reason);
+            return;
+        }
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            self.fail(completions, e.to_string());
+            return;
+        }
+        let info = Arc::new(self.state.committed());
+        self.faulted.store(false, Ordering::Relaxed);
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.metrics.observe_commit(size, started.elapsed());
+        for done in completions {
+            done(Ok(&info));
+        }
+    }
+
+    fn fail(&mut self, completions: Vec<Completion>, reason: String) {
+        // The transaction may already be gone (SQLite rolls back by itself
+        // on some errors such as SQLITE_FULL): ignore "no transaction".
+        let _ = self.conn.execute_batch("ROLLBACK");
+        self.state.rollback();
+        self.faulted.store(true, Ordering::Relaxed);
+        self.metrics.observe_failed_commit();
+        tracing::error!(reason = %reason, jobs = completions.len(), "group commit failed; nothing in it was acknowledged");
+        let err = StoreError::Unavailable(reason);
+        for done in completions {
+            done(Err(&err));
+        }
+    }
+}
+
+/// Passive checkpoints on a connection of their own, so commits never pay
+/// for them. Passive checkpoints never block the writer.
+fn spawn_checkpointer(
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("ledger-checkpoint".into())
+        .spawn(move || {
+            let conn = match Connection::open(&path) {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::error!(error = %e, "checkpointer cannot open the ledger");
+                    return;
+                }
+            };
+            let _ = conn.busy_timeout(Duration::from_millis(100));
+            while !stop.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(250));
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::debug!(error = %e, "passive checkpoint");
+                }
+            }
+        })
+}
