@@ -1,1 +1,2 @@
 //! Support code for the end-to-end tests: see the module docs.
+pub mod standin;
