@@ -316,3 +316,120 @@ async fn malformed_and_foreign_psbts_are_refused_like_core() {
     assert!(matches!(&e, CallError::Rpc { code: -25, .. }), "{e}");
     standin.stop().await;
 }
+
+/// The pool wallet can also spend its own taproot (BIP86) coins: the node
+/// checks the Schnorr signatures, through `sendmany` and through a PSBT.
+#[tokio::test]
+async fn own_taproot_coins_are_spent_with_valid_schnorr_signatures() {
+    let standin = StandIn::start(StandInOptions::default()).await.unwrap();
+    let rpc = RpcClient::for_standin(&standin);
+    let ext = standin.new_external_address(AddrKind::P2wpkh);
+    let mut tr = Vec::new();
+    for _ in 0..2 {
+        let a = rpc
+            .pool("getnewaddress", r#"["","bech32m"]"#)
+            .await
+            .unwrap();
+        tr.push(a.as_str().unwrap().to_string());
+    }
+    assert!(tr.iter().all(|a| a.starts_with("bcrt1p")));
+    rpc.pool(
+        "sendmany",
+        &format!(
+            r#"["",{{"{}":1,"{}":1}},0,"",[],true,null,"unset",2]"#,
+            tr[0], tr[1]
+        ),
+    )
+    .await
+    .unwrap();
+    standin.mine(1);
+    // Lock everything but the taproot coins, so selection must use them.
+    let coins = rpc.pool("listunspent", "[]").await.unwrap();
+    let others: Vec<String> = coins
+        .as_arr()
+        .unwrap()
+        .iter()
+        .filter(|c| !tr.contains(&s(c, "address")))
+        .map(|c| {
+            format!(
+                r#"{{"txid":"{}","vout":{}}}"#,
+                s(c, "txid"),
+                c.get("vout").unwrap().to_text()
+            )
+        })
+        .collect();
+    rpc.pool("lockunspent", &format!("[false,[{}]]", others.join(",")))
+        .await
+        .unwrap();
+    let txid = rpc
+        .pool(
+            "sendmany",
+            &format!(r#"["",{{"{ext}":0.5}},0,"",[],true,null,"unset",2]"#),
+        )
+        .await
+        .unwrap();
+    let t = rpc
+        .pool(
+            "gettransaction",
+            &format!(r#"["{}"]"#, txid.as_str().unwrap()),
+        )
+        .await
+        .unwrap();
+    let tx: Transaction = deserialize_hex(&s(&t, "hex")).unwrap();
+    assert_eq!(tx.input.len(), 1);
+    assert_eq!(
+        tx.input[0].witness.len(),
+        1,
+        "key-path spend: one Schnorr signature"
+    );
+    assert!(-amount_sat(t.get("fee").unwrap()) >= 2 * tx.vsize() as i64);
+    // The other taproot coin through the cold path.
+    let left: Vec<J> = rpc
+        .pool("listunspent", "[0]")
+        .await
+        .unwrap()
+        .as_arr()
+        .unwrap()
+        .to_vec();
+    let coin = left
+        .iter()
+        .find(|c| s(c, "address") == tr[1])
+        .expect("second taproot coin");
+    let funded = rpc
+        .pool(
+            "walletcreatefundedpsbt",
+            &format!(
+                r#"[[{{"txid":"{}","vout":{}}}],[{{"{ext}":0.25}}],0,{{"fee_rate":2}}]"#,
+                s(coin, "txid"),
+                coin.get("vout").unwrap().to_text()
+            ),
+        )
+        .await
+        .unwrap();
+    let p = psbt_of(&s(&funded, "psbt"));
+    assert!(p.inputs[0].tap_internal_key.is_some() && p.inputs[0].non_witness_utxo.is_none());
+    let signed = rpc
+        .pool(
+            "walletprocesspsbt",
+            &format!(r#"["{}"]"#, s(&funded, "psbt")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(signed.get("complete"), Some(&J::Bool(true)));
+    let fin = node(
+        &rpc,
+        "finalizepsbt",
+        &format!(r#"["{}"]"#, s(&signed, "psbt")),
+    )
+    .await
+    .unwrap();
+    node(
+        &rpc,
+        "sendrawtransaction",
+        &format!(r#"["{}"]"#, s(&fin, "hex")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(standin.received_by(&ext), 75_000_000);
+    standin.stop().await;
+}

@@ -291,6 +291,20 @@ async fn evicted_payout_shows_unconfirmed_and_frees_its_inputs() {
     // The 50 BTC coin is spendable again.
     let b = f.rpc.pool("getbalance", "[]").await.unwrap();
     assert_eq!(amount_sat(&b), 50 * 100_000_000);
+    // Not in the mempool and not mined: it may be abandoned, as in Core.
+    let r = f
+        .rpc
+        .pool("abandontransaction", &format!(r#"["{txid}"]"#))
+        .await
+        .unwrap();
+    assert_eq!(r, J::Null);
+    let t = f.gettx(&txid).await;
+    let details = t.get("details").and_then(J::as_arr).unwrap();
+    assert!(
+        details
+            .iter()
+            .all(|d| d.get("abandoned") == Some(&J::Bool(true)))
+    );
     let again = f.pay_batch("pooldesk batch 10 retry", "2").await.unwrap();
     f.standin.mine(1);
     assert_eq!(int(&f.gettx(&again).await, "confirmations"), 1);
@@ -345,5 +359,45 @@ async fn fee_rate_is_required_on_a_fresh_regtest_node_unless_estimated() {
     let t = f.gettx(txid.as_str().unwrap()).await;
     let tx: Transaction = deserialize_hex(&s(&t, "hex")).unwrap();
     assert!(-amount_sat(t.get("fee").unwrap()) >= 5 * tx.vsize() as i64);
+    f.standin.stop().await;
+}
+
+#[tokio::test]
+async fn sendtoaddress_keeps_comment_and_to_and_listsinceblock_sees_it() {
+    let f = fixture().await;
+    let tip = f.rpc.call(None, "getbestblockhash", "[]").await.unwrap();
+    let txid = f
+        .rpc
+        .pool(
+            "sendtoaddress",
+            &format!(
+                r#"["{}",0.01,"pooldesk withdrawal 3","miner-42",false,true,null,"unset",false,3]"#,
+                f.a1
+            ),
+        )
+        .await
+        .unwrap();
+    let txid = txid.as_str().unwrap().to_string();
+    let t = f.gettx(&txid).await;
+    assert_eq!(s(&t, "comment"), "pooldesk withdrawal 3");
+    assert_eq!(s(&t, "to"), "miner-42");
+    assert_eq!(amount_sat(t.get("amount").unwrap()), -1_000_000);
+    f.standin.mine(1);
+    let since = f
+        .rpc
+        .pool(
+            "listsinceblock",
+            &format!(r#"["{}"]"#, tip.as_str().unwrap()),
+        )
+        .await
+        .unwrap();
+    let txs = since.get("transactions").and_then(J::as_arr).unwrap();
+    assert!(
+        txs.iter()
+            .any(|e| e.get("txid").and_then(J::as_str) == Some(txid.as_str())
+                && s(e, "category") == "send")
+    );
+    let best = f.rpc.call(None, "getbestblockhash", "[]").await.unwrap();
+    assert_eq!(since.get("lastblock"), Some(&best));
     f.standin.stop().await;
 }

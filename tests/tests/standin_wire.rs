@@ -282,3 +282,35 @@ async fn money_parameters_are_checked_like_core() {
     );
     standin.stop().await;
 }
+
+#[tokio::test]
+async fn locked_coins_are_not_selected() {
+    let standin = StandIn::start(StandInOptions::default()).await.unwrap();
+    let rpc = RpcClient::for_standin(&standin);
+    let a = standin.new_external_address(AddrKind::P2wpkh);
+    let coins = rpc.pool("listunspent", "[]").await.unwrap();
+    let coins = coins.as_arr().unwrap();
+    assert_eq!(coins.len(), 1, "one mature coinbase after 101 blocks");
+    let txid = coins[0]
+        .get("txid")
+        .and_then(J::as_str)
+        .unwrap()
+        .to_string();
+    let lock = format!(r#"[false,[{{"txid":"{txid}","vout":0}}]]"#);
+    assert_eq!(rpc.pool("lockunspent", &lock).await.unwrap(), J::Bool(true));
+    let e = rpc_error(rpc.pool("lockunspent", &lock).await.unwrap_err());
+    assert_eq!(
+        e,
+        (500, -8, "Invalid parameter, output already locked".into())
+    );
+    let listed = rpc.pool("listlockunspent", "[]").await.unwrap();
+    assert_eq!(listed.as_arr().unwrap().len(), 1);
+    let pay = format!(r#"["",{{"{a}":0.001}},0,"",[],true,null,"unset",2]"#);
+    let e = rpc_error(rpc.pool("sendmany", &pay).await.unwrap_err());
+    assert_eq!(e, (500, -6, "Insufficient funds".into()));
+    let unlock = format!(r#"[true,[{{"txid":"{txid}","vout":0}}]]"#);
+    rpc.pool("lockunspent", &unlock).await.unwrap();
+    rpc.pool("sendmany", &pay).await.unwrap();
+    assert_eq!(standin.received_by(&a), 100_000);
+    standin.stop().await;
+}

@@ -12,7 +12,7 @@ use super::node::MIN_RELAY_SAT_KVB;
 use super::rpc::{Call, RpcError, RpcResult};
 use super::state::{State, now};
 use super::wallet::{FundRequest, KeyKind};
-use super::wallet_rpc::bump_fee;
+use super::wallet_send::bump_fee;
 
 /// Mines `n` blocks to a fresh address of the external wallet, so mining
 /// never changes the pool wallet's balance.

@@ -38,7 +38,8 @@ pub struct RecordedCall {
     pub params: serde_json::Value,
     /// The `<name>` of `/wallet/<name>`, if the call used that path.
     pub wallet: Option<String>,
-    pub at: SystemTime,
+    /// When the request arrived.
+    pub time: SystemTime,
 }
 
 /// Everything the server tasks and the [`super::StandIn`] handle share.
@@ -68,7 +69,7 @@ impl Shared {
             method: call.method.clone(),
             params: J::Arr(call.params.0.clone()).to_serde(),
             wallet: call.wallet.clone(),
-            at: SystemTime::now(),
+            time: SystemTime::now(),
         });
     }
 

@@ -15,8 +15,8 @@
 //! thing out of process, with `standin_*` RPCs for the controls.
 //!
 //! Layout: [`http`] (transport, auth, faults applied), [`rpc`] (envelopes,
-//! params, method table), [`chain_rpc`], [`wallet_rpc`] and [`psbt`] (method
-//! bodies), [`node`] (chain, UTXO set, mempool), [`wallet`] (keys, history,
+//! params, method table), [`chain_rpc`], [`wallet_rpc`], [`wallet_send`] and
+//! [`psbt`] (method bodies), [`node`] (chain, UTXO set, mempool), [`wallet`] (keys, history,
 //! coin selection, signing), [`verify`] (script checks), [`amount`] and
 //! [`json`] (exact money text), [`faults`], [`control`].
 //!
@@ -38,6 +38,7 @@ pub mod state;
 pub mod verify;
 pub mod wallet;
 pub mod wallet_rpc;
+pub mod wallet_send;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -44,6 +44,8 @@ pub struct BlockInfo {
     pub block: Block,
     pub hash: BlockHash,
     pub height: u32,
+    /// Serialized size, kept so `getblockchaininfo` stays O(1) per block.
+    pub size: usize,
 }
 
 /// A transaction waiting in the mempool.
@@ -123,11 +125,13 @@ impl Node {
     pub fn new() -> Node {
         let genesis = bitcoin::blockdata::constants::genesis_block(Network::Regtest);
         let hash = genesis.block_hash();
+        let size = bitcoin::consensus::encode::serialize(&genesis).len();
         Node {
             blocks: vec![BlockInfo {
                 block: genesis,
                 hash,
                 height: 0,
+                size,
             }],
             utxos: HashMap::new(),
             txindex: HashMap::new(),
@@ -506,10 +510,12 @@ impl Node {
         for t in conflicted {
             self.evict(&t);
         }
+        let size = bitcoin::consensus::encode::serialize(&block).len();
         self.blocks.push(BlockInfo {
             block,
             hash,
             height,
+            size,
         });
         hash
     }

@@ -24,7 +24,7 @@ use super::node::Node;
 use super::rpc::{Call, RpcError, RpcResult};
 use super::state::{State, now};
 use super::wallet::{FundRequest, KeyKind, Wallet, estimate_vsize, path_text};
-use super::wallet_rpc::{fee_mode, resolve_fee_rate};
+use super::wallet_send::{fee_mode, resolve_fee_rate};
 
 /// Node-level PSBT methods (no wallet needed).
 pub fn dispatch_node(st: &mut State, call: &Call) -> RpcResult {
