@@ -20,6 +20,21 @@
 //! coin selection, signing), [`verify`] (script checks), [`amount`] and
 //! [`json`] (exact money text), [`faults`], [`control`].
 //!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use pooldesk_e2e::standin::{AddrKind, Fault, StandIn, StandInOptions};
+//! let node = StandIn::start(StandInOptions::default()).await?; // 101 blocks, 50 BTC spendable
+//! let miner = node.new_external_address(AddrKind::P2tr);
+//! // Point the daemon at node.url() with the cookie at node.cookie_path(),
+//! // wallet path /wallet/pool. Make its next sendmany spend but never answer:
+//! node.inject(Fault::TimeoutAfterSpend { method: "sendmany".into() });
+//! // … run the payout; then assert it paid exactly once after reconciling:
+//! assert_eq!(node.received_by(&miner), 100_000);
+//! node.mine(1);
+//! node.stop().await;
+//! # Ok(()) }
+//! ```
+//!
 //! Architecture invariant: test support only. Nothing in the shipped daemon
 //! depends on this module.
 

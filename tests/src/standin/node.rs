@@ -277,6 +277,13 @@ impl Node {
         let weight = tx.weight().to_wu();
         // Replacement rules (BIP125, as Core 23 without full-RBF).
         let replaced = self.with_descendants(&conflicts);
+        if tx
+            .input
+            .iter()
+            .any(|i| replaced.contains(&i.previous_output.txid))
+        {
+            return Err(Reject::Invalid("bad-txns-spends-conflicting-tx".into()));
+        }
         if !conflicts.is_empty() {
             for c in &conflicts {
                 let ctx = &self.mempool[c].tx;
