@@ -292,6 +292,10 @@ impl LedgerState {
         Ok(())
     }
 
+    pub(crate) fn group(&self) -> i64 {
+        self.group
+    }
+
     pub(crate) fn job_started(&mut self) {
         self.created_in_job.clear();
     }

@@ -5,11 +5,19 @@
 use rusqlite::Connection;
 
 /// `(number, name, sql)`; numbers are consecutive from 1.
-pub const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    1,
-    "ledger",
-    include_str!("../../migrations/0001_ledger.sql"),
-)];
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "ledger",
+        include_str!("../../migrations/0001_ledger.sql"),
+    ),
+    (
+        2,
+        "miners_ingest",
+        include_str!("../../migrations/0002_miners_ingest.sql"),
+    ),
+    (3, "audit", include_str!("../../migrations/0003_audit.sql")),
+];
 
 pub(crate) fn apply(conn: &Connection) -> anyhow::Result<()> {
     let current: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;

@@ -48,6 +48,16 @@ impl BatchState {
         Ok(())
     }
 
+    /// The rollup group credits accrued now will land in.
+    pub(crate) fn ledger_group(&self) -> i64 {
+        self.ledger.group()
+    }
+
+    /// Adds work to this batch's per-minute roll-up.
+    pub(crate) fn work_add(&mut self, miner_id: &str, worker_name: &str, minute: i64, work: u128) {
+        self.work.add(miner_id, worker_name, minute, work);
+    }
+
     fn rollback(&mut self) {
         self.ledger.rollback();
         self.work.clear();

@@ -1,0 +1,119 @@
+//! The daemon's shared state behind one cheap `Clone` handle. Handlers and
+//! background tasks get an `App` and call its services; nothing else is
+//! global.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::events::EventBus;
+use crate::hashrate::HashrateTracker;
+use crate::ingest::{CreditFeed, Ingest};
+use crate::metrics::Metrics;
+use crate::miners::ActivityCache;
+use crate::miners::service::MinerService;
+use crate::secrets::Secrets;
+use crate::snapshot::SnapshotService;
+use crate::store::{Store, StoreOptions};
+
+#[derive(Clone)]
+pub struct App(Arc<AppInner>);
+
+pub struct AppInner {
+    pub config: Config,
+    pub secrets: Arc<Secrets>,
+    pub store: Store,
+    pub bus: EventBus,
+    pub metrics: Metrics,
+    pub tracker: HashrateTracker,
+    pub auth: Arc<Authenticator>,
+    pub ingest: Ingest,
+    pub miners: MinerService,
+    pub snapshot: SnapshotService,
+    /// Cancelled when the daemon starts shutting down: streams end,
+    /// background loops stop, listeners stop accepting.
+    pub shutdown: CancellationToken,
+    pub started_at: i64,
+}
+
+impl Deref for App {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl App {
+    /// Opens the ledger and builds every service. Must run inside the
+    /// tokio runtime (the credit feed spawns its task).
+    pub fn build(config: Config, secrets: Secrets) -> anyhow::Result<App> {
+        let metrics = Metrics::new();
+        let store = Store::open(
+            &config.ledger_path(),
+            StoreOptions {
+                read_connections: config.store.read_connections,
+                write_queue: config.store.write_queue,
+                max_batch: config.store.max_batch,
+            },
+            metrics.store.clone(),
+        )?;
+        let now = crate::clock::now_s();
+        let (tracker, activity) = store.read_blocking(|conn| {
+            Ok((
+                HashrateTracker::load(conn, now)?,
+                ActivityCache::load(conn)?,
+            ))
+        })?;
+        // Sequence numbers start from the clock so ids from before a restart
+        // are always older than new ones (a resuming client then gets a
+        // clean "too old" instead of silently missing events).
+        let bus = EventBus::new(
+            config.http.sse_replay_events.max(1024),
+            config.http.sse_replay_events,
+            (crate::clock::now_ms() as u64) * 1000,
+        );
+        let secrets = Arc::new(secrets);
+        let auth = Arc::new(Authenticator::new(&config, store.clone(), secrets.clone()));
+        let feed = CreditFeed::start(bus.clone(), 65536, metrics.events_lagged.clone());
+        let ingest = Ingest::new(
+            &config,
+            store.clone(),
+            secrets.clone(),
+            auth.clone(),
+            tracker.clone(),
+            activity.clone(),
+            feed,
+            metrics.clone(),
+        );
+        let miners = MinerService::new(
+            &config,
+            store.clone(),
+            secrets.clone(),
+            tracker.clone(),
+            activity,
+            bus.clone(),
+        );
+        let snapshot = SnapshotService::new(&config);
+        Ok(App(Arc::new(AppInner {
+            config,
+            secrets,
+            store,
+            bus,
+            metrics,
+            tracker,
+            auth,
+            ingest,
+            miners,
+            snapshot,
+            shutdown: CancellationToken::new(),
+            started_at: now,
+        })))
+    }
+
+    pub fn simulated(&self) -> bool {
+        self.config.demo.enabled
+    }
+}

@@ -1,0 +1,12 @@
+//! Background tasks started with the daemon (besides the snapshot and
+//! maintenance loops): payout and faucet workers, and demo workers.
+
+use tokio::task::JoinSet;
+
+use crate::app::App;
+
+pub fn spawn_all(app: &App, tasks: &mut JoinSet<()>) {
+    if app.config.demo.enabled {
+        tasks.spawn(crate::demo::run(app.clone()));
+    }
+}

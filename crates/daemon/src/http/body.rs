@@ -1,0 +1,70 @@
+//! Request bodies as raw bytes, bounded. Signatures cover the exact bytes
+//! received, so handlers get them before any parsing.
+
+use axum::body::Bytes;
+use axum::extract::{FromRef, FromRequest, Request};
+use axum::http::header;
+
+use super::error::ApiError;
+use crate::app::App;
+
+/// The raw request body, at most `http.max_body_bytes` long.
+pub struct RawBody(pub Bytes);
+
+impl<S> FromRequest<S> for RawBody
+where
+    S: Send + Sync,
+    App: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = App::from_ref(state).config.http.max_body_bytes;
+        let too_large = || {
+            ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("request body is larger than {limit} bytes"),
+            )
+        };
+        // Refuse a declared oversize body before reading any of it.
+        if let Some(length) = req.headers().get(header::CONTENT_LENGTH)
+            && let Some(length) = length.to_str().ok().and_then(|v| v.parse::<u64>().ok())
+            && length > limit as u64
+        {
+            return Err(too_large());
+        }
+        match axum::body::to_bytes(req.into_body(), limit).await {
+            Ok(bytes) => Ok(RawBody(bytes)),
+            Err(e) => {
+                let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+                while let Some(err) = source {
+                    if err.is::<http_body_util::LengthLimitError>() {
+                        return Err(too_large());
+                    }
+                    source = err.source();
+                }
+                Err(ApiError::bad_request("could not read the request body"))
+            }
+        }
+    }
+}
+
+/// Parses a JSON body into `T`, mapping errors to 400 (not JSON) or 422
+/// (JSON of the wrong shape), naming the field where serde can.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() {
+        return Err(ApiError::bad_request("body is not valid JSON"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = if path == "." || path.is_empty() {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        };
+        ApiError::unprocessable("invalid", message)
+    })
+}

@@ -1,0 +1,186 @@
+//! The HTTP server: routes, shared extractors and the error contract.
+//!
+//! Handlers parse, call a service, and map its errors; no SQL here. Every
+//! failure is JSON `{"error", "message"}` — including the ones produced by
+//! layers below the handlers (unknown route, wrong method, overload), which
+//! [`json_errors`] rewrites.
+
+pub mod admin;
+pub mod body;
+pub mod client_ip;
+pub mod error;
+pub mod ingest;
+pub mod miner;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::app::App;
+use crate::audit::Actor;
+pub use error::ApiError;
+
+/// Builds the whole router.
+pub fn router(app: App) -> Router {
+    let max_in_flight = app.config.http.max_concurrent_requests;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .merge(ingest::routes())
+        .merge(miner::routes())
+        .merge(admin::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(json_errors))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(max_in_flight))
+        .with_state(app)
+}
+
+async fn healthz(State(app): State<App>) -> Response {
+    let faulted = app.store.is_faulted();
+    let status = if faulted {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let body = json!({
+        "status": if faulted { "degraded" } else { "ok" },
+        "ledger": if faulted { "unavailable" } else { "ok" },
+        "simulated": app.simulated(),
+        "uptime_s": crate::clock::now_s() - app.started_at,
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+async fn metrics(State(app): State<App>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
+    if !app.config.http.metrics_public && !peer.ip().is_loopback() {
+        return ApiError::forbidden(
+            "forbidden",
+            "metrics are served to loopback only (http.metrics_public = false)",
+        )
+        .into_response();
+    }
+    let mut response = app.metrics.encode().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+    )
+}
+
+/// Rewrites any error response that is not already JSON into the JSON
+/// error contract, so no layer can leak a bare text body.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let reason = status.canonical_reason().unwrap_or("error").to_lowercase();
+    let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+    let mut rewritten =
+        ApiError::new(status, error::code_for_status(status), reason).into_response();
+    if let Some(value) = retry_after {
+        rewritten.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    rewritten
+}
+
+/// An admin request: `X-API-KEY` matched the admin key. A key in the query
+/// string is refused outright (it would end up in proxy logs and browser
+/// history), even next to a correct header.
+pub struct Admin {
+    pub actor: Actor,
+}
+
+impl<S> FromRequestParts<S> for Admin
+where
+    S: Send + Sync,
+    App: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let app = App::from_ref(state);
+        if let Some(query) = parts.uri.query()
+            && query
+                .split('&')
+                .any(|pair| matches!(pair.split('=').next(), Some(k) if k.eq_ignore_ascii_case("api_key") || k.eq_ignore_ascii_case("x-api-key") || k.eq_ignore_ascii_case("apikey")))
+        {
+            return Err(ApiError::bad_request(
+                "the admin key must be sent in the X-API-KEY header, never in the URL",
+            )
+            .with("error", "key_in_query"));
+        }
+        let presented = parts
+            .headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ApiError::unauthorized("unauthorized", "missing X-API-KEY header"))?;
+        if !crate::auth::admin_key_matches(&app.secrets, presented) {
+            return Err(ApiError::unauthorized(
+                "unauthorized",
+                "X-API-KEY is not the admin key",
+            ));
+        }
+        let ip = client_ip::ClientIp::from_request_parts(parts, state).await?;
+        Ok(Admin {
+            actor: Actor::HttpAdmin(ip.0.to_string()),
+        })
+    }
+}
+
+/// Serves the router on `listener` until `app.shutdown` is cancelled, then
+/// stops accepting and lets in-flight requests finish, for at most
+/// `drain_timeout`.
+pub async fn serve(
+    app: App,
+    listener: tokio::net::TcpListener,
+    drain_timeout: Duration,
+) -> anyhow::Result<()> {
+    let shutdown = app.shutdown.clone();
+    let graceful = shutdown.clone();
+    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, service)
+        .with_graceful_shutdown(async move { graceful.cancelled().await })
+        .into_future();
+    tokio::select! {
+        result = server => Ok(result?),
+        _ = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(drain_timeout).await;
+        } => {
+            tracing::warn!(?drain_timeout, "in-flight HTTP requests did not finish in time; closing them");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Housekeeping: prunes raw reports past `ingest.retention_days` and work
+//! minutes past two days, in small steps so the writer is never held long,
+//! and drops idle rate-limiter state.
+
+use std::time::Duration;
+
+use crate::app::App;
+
+/// Rows deleted per step and table.
+const STEP_ROWS: i64 = 5_000;
+/// Work minutes kept (hashrate queries need one hour; two days give the
+/// admin a history).
+const WORK_RETENTION_S: i64 = 2 * 86_400;
+
+pub async fn run(app: App) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = app.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        app.auth.retain_recent();
+        let now = crate::clock::now_s();
+        let cutoff = now - i64::from(app.config.ingest.retention_days) * 86_400;
+        let work_cutoff = now - WORK_RETENTION_S;
+        loop {
+            let deleted = app
+                .store
+                .write(move |ctx| crate::ingest::prune(ctx, cutoff, work_cutoff, STEP_ROWS))
+                .await;
+            match deleted {
+                Ok(n) if n > 0 => {
+                    tracing::debug!(rows = n, "pruned old reports");
+                    if app.shutdown.is_cancelled() {
+                        return;
+                    }
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pruning failed; will retry");
+                    break;
+                }
+            }
+        }
+    }
+}
