@@ -18,6 +18,7 @@ use crate::miners::service::MinerService;
 use crate::secrets::Secrets;
 use crate::snapshot::SnapshotService;
 use crate::store::{Store, StoreOptions};
+use crate::wallet::Wallet;
 
 #[derive(Clone)]
 pub struct App(Arc<AppInner>);
@@ -33,6 +34,8 @@ pub struct AppInner {
     pub ingest: Ingest,
     pub miners: MinerService,
     pub snapshot: SnapshotService,
+    /// The payout wallet (Bitcoin Core, or the simulated wallet in demo).
+    pub wallet: Wallet,
     /// Cancelled when the daemon starts shutting down: streams end,
     /// background loops stop, listeners stop accepting.
     pub shutdown: CancellationToken,
@@ -97,6 +100,7 @@ impl App {
             bus.clone(),
         );
         let snapshot = SnapshotService::new(&config);
+        let wallet = open_wallet(&config)?;
         Ok(App(Arc::new(AppInner {
             config,
             secrets,
@@ -108,6 +112,7 @@ impl App {
             ingest,
             miners,
             snapshot,
+            wallet,
             shutdown: CancellationToken::new(),
             started_at: now,
         })))
@@ -116,4 +121,27 @@ impl App {
     pub fn simulated(&self) -> bool {
         self.config.demo.enabled
     }
+}
+
+/// The configured wallet backend. The simulated one is refused on mainnet
+/// by config validation.
+fn open_wallet(config: &Config) -> anyhow::Result<Wallet> {
+    use crate::config::WalletBackendKind;
+    let network = crate::wallet::to_bitcoin_network(config.network);
+    Ok(match config.wallet_backend {
+        WalletBackendKind::Simulated => {
+            tracing::warn!("using the SIMULATED wallet: payouts move fake coins only");
+            std::sync::Arc::new(crate::wallet::simulated::SimulatedWallet::open(
+                &config.data_dir,
+                network,
+            )?)
+        }
+        WalletBackendKind::Bitcoind => {
+            std::sync::Arc::new(crate::wallet::bitcoind::BitcoindWallet::new(
+                &config.bitcoind,
+                config.network,
+                std::time::Duration::from_secs(config.payouts.rpc_timeout_s),
+            )?)
+        }
+    })
 }

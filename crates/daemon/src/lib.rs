@@ -26,3 +26,4 @@ pub mod systemd;
 pub mod tools;
 pub mod verify;
 pub mod views;
+pub mod wallet;

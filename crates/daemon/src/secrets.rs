@@ -167,7 +167,7 @@ fn generate(path: &Path) -> anyhow::Result<Secret> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
     let mut raw = Zeroizing::new([0u8; 32]);
     rand::rngs::OsRng.fill_bytes(raw.as_mut());
-    let text = Zeroizing::new(hex::encode(raw.as_ref()));
+    let text = Zeroizing::new(hex::encode(&raw[..]));
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -1,0 +1,239 @@
+//! The payout wallet: one interface, two implementations.
+//!
+//! - [`bitcoind::BitcoindWallet`]: Bitcoin Core over JSON-RPC (cookie or
+//!   user/password, `/wallet/<name>`), for real money.
+//! - [`simulated::SimulatedWallet`]: an in-process stand-in with fake coins,
+//!   used by demo mode and nothing else. Its name says so everywhere it
+//!   appears (logs, snapshot, TUI).
+//!
+//! Errors are classified for the payout state machine: a **definite**
+//! failure proves the call did nothing (connection refused, an RPC error
+//! answer); an **ambiguous** one (timeout after sending, connection lost
+//! while waiting) means the call may or may not have spent, and the caller
+//! must reconcile before anything is retried.
+
+pub mod bitcoind;
+pub mod psbt;
+pub mod simulated;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+/// One payment output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Output {
+    pub address: String,
+    pub amount_sat: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WalletError {
+    /// The node answered with an error: the call did not happen.
+    #[error("node refused: {message} (code {code})")]
+    Rpc { code: i64, message: String },
+    /// The request never reached the node (connection refused, DNS, bad
+    /// credentials): the call did not happen.
+    #[error("node unreachable: {0}")]
+    Unreachable(String),
+    /// The request may have been executed (timeout or connection lost after
+    /// sending): reconcile before retrying anything that spends.
+    #[error("no answer from the node after sending the request: {0}")]
+    Ambiguous(String),
+    /// The answer could not be understood.
+    #[error("unexpected answer from the node: {0}")]
+    Protocol(String),
+}
+
+impl WalletError {
+    /// True when the failed call provably changed nothing.
+    pub fn is_definite(&self) -> bool {
+        matches!(self, WalletError::Rpc { .. } | WalletError::Unreachable(_))
+    }
+
+    /// Bitcoin Core's "Insufficient funds".
+    pub fn is_insufficient_funds(&self) -> bool {
+        matches!(self, WalletError::Rpc { code: -6, .. })
+    }
+}
+
+/// Node and wallet health for the snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub chain: String,
+    pub blocks: u64,
+    /// Confirmed (trusted) spendable balance.
+    pub spendable_sat: i64,
+    /// Unconfirmed balance of our own (change) outputs.
+    pub pending_sat: i64,
+}
+
+/// A wallet transaction as the payout reconciler needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalletTx {
+    pub txid: String,
+    /// Negative in Core's convention: what the wallet paid (fee included).
+    pub fee_sat: Option<i64>,
+    /// 0 in the mempool, n when mined, negative when a conflicting
+    /// transaction was mined.
+    pub confirmations: i64,
+    pub comment: Option<String>,
+    pub replaced_by_txid: Option<String>,
+    pub replaces_txid: Option<String>,
+    pub wallet_conflicts: Vec<String>,
+    /// Whether the node still has it in the mempool or a block. `false`
+    /// for a transaction the wallet knows but the mempool dropped.
+    pub in_mempool_or_chain: bool,
+    pub abandoned: bool,
+    /// Outputs paid to others: `(address, sat)`.
+    pub sends: Vec<Output>,
+    pub hex: Option<String>,
+}
+
+/// A funded, unsigned PSBT from the wallet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FundedPsbt {
+    pub psbt_base64: String,
+    pub fee_sat: i64,
+    /// Index of the change output, if any.
+    pub change_index: Option<u32>,
+}
+
+/// The result of `testmempoolaccept` for one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MempoolAccept {
+    pub allowed: bool,
+    pub reject_reason: Option<String>,
+}
+
+/// The payout wallet.
+pub trait WalletBackend: Send + Sync {
+    /// `bitcoind` or `simulated`.
+    fn kind(&self) -> &'static str;
+
+    fn status(&self) -> BoxFuture<'_, Result<NodeStatus, WalletError>>;
+
+    /// Fee estimate in sat/vB for confirmation within a few blocks; `None`
+    /// when the node has none (regtest).
+    fn estimate_fee_rate(&self) -> BoxFuture<'_, Result<Option<u64>, WalletError>>;
+
+    fn new_address(&self) -> BoxFuture<'_, Result<String, WalletError>>;
+
+    /// Whether the wallet owns the address (change, the faucet's own).
+    fn is_mine<'a>(&'a self, address: &'a str) -> BoxFuture<'a, Result<bool, WalletError>>;
+
+    /// Pays all outputs in one transaction (`sendmany`), with `tag` stored
+    /// as the wallet comment so the transaction can be found again, at an
+    /// explicit fee rate. Never call twice for one batch without
+    /// reconciling first.
+    fn send_many<'a>(
+        &'a self,
+        outputs: &'a [Output],
+        tag: &'a str,
+        fee_rate_sat_vb: u64,
+    ) -> BoxFuture<'a, Result<String, WalletError>>;
+
+    /// Wallet transactions whose comment is exactly `tag`.
+    fn find_by_tag<'a>(&'a self, tag: &'a str)
+    -> BoxFuture<'a, Result<Vec<WalletTx>, WalletError>>;
+
+    /// A wallet transaction by id; `None` when the wallet does not know it.
+    fn transaction<'a>(
+        &'a self,
+        txid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<WalletTx>, WalletError>>;
+
+    /// Builds an unsigned PSBT paying the outputs, funded by the wallet,
+    /// inputs locked (`walletcreatefundedpsbt`).
+    fn create_psbt<'a>(
+        &'a self,
+        outputs: &'a [Output],
+        fee_rate_sat_vb: u64,
+    ) -> BoxFuture<'a, Result<FundedPsbt, WalletError>>;
+
+    /// Releases inputs locked for a PSBT that will not be used.
+    fn unlock<'a>(&'a self, outpoints: &'a [String]) -> BoxFuture<'a, Result<(), WalletError>>;
+
+    /// Finalizes a signed PSBT into a raw transaction (`finalizepsbt`):
+    /// `Ok(None)` when it is not completely signed.
+    fn finalize_psbt<'a>(
+        &'a self,
+        psbt_base64: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, WalletError>>;
+
+    fn test_mempool_accept<'a>(
+        &'a self,
+        tx_hex: &'a str,
+    ) -> BoxFuture<'a, Result<MempoolAccept, WalletError>>;
+
+    /// Broadcasts a raw transaction; broadcasting the same one again answers
+    /// the same txid.
+    fn broadcast<'a>(&'a self, tx_hex: &'a str) -> BoxFuture<'a, Result<String, WalletError>>;
+}
+
+pub type Wallet = Arc<dyn WalletBackend>;
+
+/// Parses an address for the configured network with the `bitcoin` crate.
+pub fn parse_address(
+    address: &str,
+    network: crate::config::Network,
+) -> Result<bitcoin::Address, String> {
+    let unchecked: bitcoin::Address<bitcoin::address::NetworkUnchecked> = address
+        .trim()
+        .parse()
+        .map_err(|_| format!("{address:?} is not a valid Bitcoin address"))?;
+    unchecked
+        .require_network(to_bitcoin_network(network))
+        .map_err(|_| format!("{address:?} is not an address for {}", network.as_str()))
+}
+
+pub fn to_bitcoin_network(network: crate::config::Network) -> bitcoin::Network {
+    use crate::config::Network;
+    match network {
+        Network::Regtest => bitcoin::Network::Regtest,
+        Network::Signet => bitcoin::Network::Signet,
+        Network::Testnet => bitcoin::Network::Testnet,
+        Network::Testnet4 => bitcoin::Network::Testnet4,
+        Network::Mainnet => bitcoin::Network::Bitcoin,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Network;
+
+    #[test]
+    fn addresses_are_checked_against_the_network() {
+        assert!(
+            parse_address(
+                "bcrt1qcsa5p0v3fnkh0cr2wlfjpkrrkl8qyuy8kvd9xw",
+                Network::Regtest
+            )
+            .is_ok()
+        );
+        assert!(
+            parse_address(
+                "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
+                Network::Regtest
+            )
+            .is_err()
+        );
+        assert!(
+            parse_address(
+                "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
+                Network::Mainnet
+            )
+            .is_ok()
+        );
+        assert!(
+            parse_address(
+                "tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx",
+                Network::Signet
+            )
+            .is_ok()
+        );
+        assert!(parse_address("notanaddress", Network::Regtest).is_err());
+    }
+}
