@@ -1,0 +1,337 @@
+//! Overview: standing warnings first (they are why an admin looks), then
+//! pool, ledger, wallet/node and withdrawal counts, then the hashrate of the
+//! last hour. Everything comes from the per-second [`Snapshot`] push.
+
+use crossterm::event::KeyEvent;
+use pooldesk_proto::control::Request;
+use pooldesk_proto::model::Snapshot;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Paragraph, Wrap};
+
+use crate::app::{Action, Purpose, Shared};
+use crate::format;
+use crate::keys::is_char;
+use crate::ui::dialog::{Confirm, Modal};
+use crate::ui::{placeholder, theme, waiting};
+
+#[derive(Debug, Default)]
+pub struct Overview;
+
+impl Overview {
+    pub fn hints(&self) -> &'static str {
+        "P pause/resume payouts"
+    }
+
+    pub fn handle_key(&mut self, key: KeyEvent, sh: &Shared) -> Vec<Action> {
+        if is_char(&key, 'P') {
+            return pause_confirm(sh);
+        }
+        Vec::new()
+    }
+
+    pub fn draw(&self, frame: &mut Frame, area: Rect, sh: &Shared) {
+        let Some(s) = sh.snapshot.as_ref() else {
+            placeholder(frame, area, waiting(sh, "pool snapshot"));
+            return;
+        };
+        let wide = area.width >= 120;
+        let warnings = warning_lines(s, area.width as usize);
+        let counts_height = if wide { 0 } else { 2 };
+        let [warn_area, boxes_area, counts_area, chart_area] = Layout::vertical([
+            Constraint::Length(warnings.len() as u16),
+            Constraint::Length(9),
+            Constraint::Length(counts_height),
+            Constraint::Min(0),
+        ])
+        .areas(area);
+        frame.render_widget(Paragraph::new(warnings), warn_area);
+
+        let boxes: Vec<Rect> = if wide {
+            Layout::horizontal([Constraint::Ratio(1, 4); 4])
+                .split(boxes_area)
+                .to_vec()
+        } else {
+            Layout::horizontal([Constraint::Ratio(1, 3); 3])
+                .split(boxes_area)
+                .to_vec()
+        };
+        frame.render_widget(
+            Paragraph::new(pool_lines(s)).block(Block::bordered().title(" Pool ")),
+            boxes[0],
+        );
+        frame.render_widget(
+            Paragraph::new(ledger_lines(s)).block(Block::bordered().title(" Ledger (BTC) ")),
+            boxes[1],
+        );
+        frame.render_widget(
+            Paragraph::new(wallet_lines(s, sh.now_s))
+                .block(Block::bordered().title(" Wallet & node ")),
+            boxes[2],
+        );
+        if wide {
+            frame.render_widget(
+                Paragraph::new(count_lines(s)).block(Block::bordered().title(" Withdrawals ")),
+                boxes[3],
+            );
+        } else {
+            frame.render_widget(
+                Paragraph::new(count_inline(s)).wrap(Wrap { trim: true }),
+                counts_area,
+            );
+        }
+        if chart_area.height >= 5 {
+            draw_chart(frame, chart_area, s);
+        }
+    }
+}
+
+/// The pause/resume confirmation (also bound on the Withdrawals tab).
+pub fn pause_confirm(sh: &Shared) -> Vec<Action> {
+    let Some(s) = sh.snapshot.as_ref() else {
+        return vec![Action::Flash(
+            crate::app::Level::Warn,
+            "no snapshot yet: cannot tell whether payouts are paused".into(),
+        )];
+    };
+    let pause = !s.wallet.payouts_paused;
+    let body = if pause {
+        vec![
+            Line::from("Automatic payouts stop: no new batch is sent until you resume."),
+            Line::from("Withdrawals can still be requested and approved; nothing already"),
+            Line::from("broadcast is affected."),
+        ]
+    } else {
+        vec![
+            Line::from("Automatic payouts start again: approved withdrawals go out with"),
+            Line::from(format!(
+                "the next batch ({} mode).",
+                if s.payout_mode.is_empty() {
+                    "?"
+                } else {
+                    &s.payout_mode
+                }
+            )),
+        ]
+    };
+    let verb = if pause {
+        "pause payouts"
+    } else {
+        "resume payouts"
+    };
+    vec![Action::OpenModal(Modal::Confirm(Confirm::new(
+        format!("{}?", capitalize(verb)),
+        body,
+        verb,
+        vec![Action::Send(
+            Purpose::SetPayoutsPaused { paused: pause },
+            Request::SetPayoutsPaused { paused: pause },
+        )],
+    )))]
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+fn warning_lines(s: &Snapshot, width: usize) -> Vec<Line<'static>> {
+    const MAX: usize = 4;
+    let mut lines: Vec<Line<'static>> = s
+        .warnings
+        .iter()
+        .take(MAX)
+        .map(|w| {
+            theme::warn_line(format::clip(
+                &format!("{} ({})", w.message, w.code),
+                width.saturating_sub(2),
+            ))
+        })
+        .collect();
+    if s.warnings.len() > MAX {
+        lines.push(theme::warn_line(format!(
+            "and {} more warnings",
+            s.warnings.len() - MAX
+        )));
+    }
+    if lines.is_empty() {
+        lines.push(Line::from(Span::styled(
+            "no standing warnings",
+            theme::green(),
+        )));
+    }
+    lines
+}
+
+fn row(label: &str, value: String) -> Line<'static> {
+    Line::from(vec![
+        Span::styled(format!("{label:<10}"), theme::dim()),
+        Span::raw(value),
+    ])
+}
+
+fn pool_lines(s: &Snapshot) -> Vec<Line<'static>> {
+    vec![
+        row("1 min", format::hashrate(s.hashrate.h1m)),
+        row("10 min", format::hashrate(s.hashrate.h10m)),
+        row("1 hour", format::hashrate(s.hashrate.h1h)),
+        row("shares/s", format!("{:.2}", s.shares_per_s)),
+        row(
+            "miners",
+            format!("{} active / {}", s.miners_active, s.miners_total),
+        ),
+        row("workers", format!("{} active", s.workers_active)),
+        row("network", s.network.clone()),
+    ]
+}
+
+fn ledger_lines(s: &Snapshot) -> Vec<Line<'static>> {
+    let l = &s.ledger;
+    vec![
+        row("owed", format::btc_msat(l.owed_msat)),
+        row("held", format::btc_msat(l.held_msat)),
+        row("paid", format::btc_msat(l.paid_msat)),
+        row("fees", format::btc_msat(l.fees_msat)),
+        row("credited", format::btc_msat(l.credited_msat)),
+        row(
+            "faucet",
+            format!("{} sent", format::btc_msat(l.faucet_sent_msat)),
+        ),
+        row("transfers", format::grouped(l.transfers as i64)),
+    ]
+}
+
+fn wallet_lines(s: &Snapshot, now_s: i64) -> Vec<Line<'static>> {
+    let w = &s.wallet;
+    let mut lines = vec![
+        row(
+            "backend",
+            format!(
+                "{} {}",
+                if w.backend.is_empty() {
+                    "?"
+                } else {
+                    &w.backend
+                },
+                if w.connected { "[CONNECTED]" } else { "[DOWN]" }
+            ),
+        ),
+        row(
+            "height",
+            w.block_height
+                .map_or_else(|| "-".to_string(), |h| format::grouped(h as i64)),
+        ),
+        row(
+            "spendable",
+            w.spendable_sat.map_or_else(|| "-".to_string(), format::btc),
+        ),
+        row(
+            "fee est.",
+            w.fee_estimate_sat_vb
+                .map_or_else(|| "-".to_string(), |f| format!("{f} sat/vB")),
+        ),
+        row(
+            "payouts",
+            if w.payouts_paused {
+                "[PAUSED]".to_string()
+            } else {
+                format!("[RUNNING] {}", s.payout_mode)
+            },
+        ),
+        row(
+            "checked",
+            format!("{} ago", format::age_opt(now_s, w.checked_at)),
+        ),
+    ];
+    if !w.connected {
+        lines[0] = Line::from(vec![
+            Span::styled(format!("{:<10}", "backend"), theme::dim()),
+            Span::styled(format!("! {} [DOWN]", w.backend), theme::red()),
+        ]);
+    }
+    if let Some(e) = &w.last_error {
+        lines.push(theme::error_line(e.clone()));
+    } else if let Some(chain) = &w.chain {
+        lines.push(row("chain", chain.clone()));
+    }
+    lines
+}
+
+fn count_lines(s: &Snapshot) -> Vec<Line<'static>> {
+    let c = &s.withdrawals;
+    let mut lines = vec![
+        row("requested", c.requested.to_string()),
+        row("approved", c.approved.to_string()),
+        row("batched", c.batched.to_string()),
+        row("broadcast", c.broadcast.to_string()),
+        row("confirmed", c.confirmed.to_string()),
+        row("rejected", format!("{}  failed {}", c.rejected, c.failed)),
+    ];
+    let attention = format!("{}", c.needs_attention);
+    lines.push(if c.needs_attention > 0 {
+        Line::from(Span::styled(
+            format!("! {attention} NEED ATTENTION"),
+            theme::red(),
+        ))
+    } else {
+        row("attention", attention)
+    });
+    lines
+}
+
+fn count_inline(s: &Snapshot) -> Vec<Line<'static>> {
+    let c = &s.withdrawals;
+    let mut spans = vec![
+        Span::styled("Withdrawals ", theme::strong()),
+        Span::raw(format!(
+            "{} requested · {} approved · {} batched · {} broadcast · {} confirmed · {} rejected · {} failed",
+            c.requested, c.approved, c.batched, c.broadcast, c.confirmed, c.rejected, c.failed
+        )),
+    ];
+    if c.needs_attention > 0 {
+        spans.push(Span::styled(
+            format!(" · ! {} NEED ATTENTION", c.needs_attention),
+            theme::red(),
+        ));
+    }
+    vec![Line::from(spans)]
+}
+
+fn draw_chart(frame: &mut Frame, area: Rect, s: &Snapshot) {
+    let block = Block::bordered().title(" Pool hashrate, last hour (per minute) ");
+    let Some(&(last_t, _)) = s.hashrate_history.last() else {
+        frame.render_widget(Paragraph::new("no hashrate history yet").block(block), area);
+        return;
+    };
+    // Minutes relative to the newest point, so the axis reads "-60m … now".
+    let points: Vec<(f64, f64)> = s
+        .hashrate_history
+        .iter()
+        .map(|(t, h)| (((t - last_t) as f64) / 60.0, h.max(0.0)))
+        .collect();
+    let max = points.iter().map(|p| p.1).fold(0.0_f64, f64::max);
+    let top = if max > 0.0 { max * 1.1 } else { 1.0 };
+    let dataset = Dataset::default()
+        .marker(Marker::Braille)
+        .graph_type(GraphType::Line)
+        .style(theme::green())
+        .data(&points);
+    let chart = Chart::new(vec![dataset])
+        .block(block)
+        .x_axis(
+            Axis::default()
+                .bounds([-60.0, 0.0])
+                .labels(["-60m", "-30m", "now"]),
+        )
+        .y_axis(Axis::default().bounds([0.0, top]).labels([
+            "0".to_string(),
+            format::hashrate(top / 2.0),
+            format::hashrate(top),
+        ]));
+    frame.render_widget(chart, area);
+}
