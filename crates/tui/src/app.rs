@@ -666,6 +666,15 @@ impl App {
 
     fn on_response(&mut self, purpose: Purpose, outcome: Outcome) {
         let actor = self.shared.actor();
+        // "sent: … waiting for the daemon" is over once the answer is here.
+        if purpose.is_action()
+            && self
+                .flash
+                .as_ref()
+                .is_some_and(|f| f.level == Level::Info && f.text.starts_with("sent: "))
+        {
+            self.flash = None;
+        }
         let actions: Vec<Action> = match (purpose, outcome) {
             (Purpose::Subscribe, Outcome::Ok(_)) => Vec::new(),
             (Purpose::Snapshot, Outcome::Ok(Response::Snapshot(snapshot))) => {
@@ -700,9 +709,16 @@ impl App {
                 a
             }
             (Purpose::IssueKey { .. }, Outcome::Ok(Response::ApiKey(key))) => {
-                let mut a = vec![Action::OpenModal(Modal::Notice(Notice::issued_key(
-                    &key, &actor,
-                )))];
+                let mut a = vec![
+                    Action::Flash(
+                        Level::Ok,
+                        format!(
+                            "issued key version {} for {} (audited as {actor})",
+                            key.key_version, key.miner_id
+                        ),
+                    ),
+                    Action::OpenModal(Modal::Notice(Notice::issued_key(&key, &actor))),
+                ];
                 a.extend(self.miners.reload_after_change(&self.shared));
                 a
             }

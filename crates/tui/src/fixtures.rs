@@ -578,19 +578,44 @@ impl FakeDaemon {
                 }))
             }
             Request::ListBatches { .. } => ok(Response::Batches(self.batches.clone())),
-            Request::ApproveWithdrawals { ids } => ok(Response::Approvals(
-                ids.iter()
-                    .map(|id| ApprovalResult {
-                        id: *id,
-                        ok: true,
-                        state: Some("approved".into()),
-                        error: None,
-                    })
-                    .collect(),
-            )),
-            Request::RejectWithdrawal { id, .. } => ok(Response::Done(Done {
-                message: format!("withdrawal #{id} rejected"),
-            })),
+            Request::ApproveWithdrawals { ids } => {
+                let mut results = Vec::new();
+                for id in ids {
+                    let row = self
+                        .withdrawals
+                        .iter_mut()
+                        .find(|w| w.id == *id && w.state == "requested");
+                    results.push(match row {
+                        Some(row) => {
+                            row.state = "approved".into();
+                            row.decided_by = Some("uid:1000".into());
+                            ApprovalResult {
+                                id: *id,
+                                ok: true,
+                                state: Some("approved".into()),
+                                error: None,
+                            }
+                        }
+                        None => ApprovalResult {
+                            id: *id,
+                            ok: false,
+                            state: None,
+                            error: Some("not requested".into()),
+                        },
+                    });
+                }
+                ok(Response::Approvals(results))
+            }
+            Request::RejectWithdrawal { id, reason } => {
+                if let Some(row) = self.withdrawals.iter_mut().find(|w| w.id == *id) {
+                    row.state = "rejected".into();
+                    row.note = Some(reason.clone());
+                    row.decided_by = Some("uid:1000".into());
+                }
+                ok(Response::Done(Done {
+                    message: format!("withdrawal #{id} rejected"),
+                }))
+            }
             Request::PsbtReview { .. } => ok(Response::PsbtReview(Box::new(self.review.clone()))),
             Request::ImportPsbt { .. } => Outcome::Err(tampered_import_error()),
             Request::FaucetStatus => ok(Response::Faucet(Box::new(self.faucet.clone()))),

@@ -15,16 +15,13 @@ pub const KEYMAP: &[KeyGroup] = &[
     KeyGroup {
         title: "Everywhere",
         keys: &[
-            (
-                "1-6",
-                "go to tab (Overview Miners Withdrawals PSBT Faucet Audit)",
-            ),
+            ("1-6", "tabs: Overview Miners Withdrawals PSBT Faucet Audit"),
             ("Tab / Shift-Tab", "next / previous tab"),
             ("?", "this help (Esc closes)"),
             ("q / Ctrl-C", "quit (asks first if an action is pending)"),
             ("F5 / Ctrl-R", "reload this screen from the daemon"),
             ("↑↓ / j k", "move"),
-            ("PgUp PgDn / Ctrl-U Ctrl-D", "move a page"),
+            ("PgUp PgDn ^U ^D", "move a page"),
             ("g G / Home End", "first / last row"),
         ],
     },

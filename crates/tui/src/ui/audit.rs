@@ -227,18 +227,18 @@ impl Audit {
             );
         }
         let detail = self.entries.get(self.cursor).map_or_else(Vec::new, |e| {
-            vec![Line::from(Span::styled(
-                format!(
-                    "#{} {} UTC · {} · {} {} · {}",
-                    e.id,
-                    format::utc(e.at),
-                    e.actor,
-                    e.action,
-                    e.subject,
-                    e.detail
-                ),
-                theme::dim(),
-            ))]
+            let mut text = format!(
+                "#{} {} UTC · {} · {} {}",
+                e.id,
+                format::utc(e.at),
+                e.actor,
+                e.action,
+                e.subject
+            );
+            if !e.detail.is_empty() {
+                text.push_str(&format!(" · {}", e.detail));
+            }
+            vec![Line::from(Span::styled(text, theme::dim()))]
         });
         let mut detail = detail;
         if let Some(e) = &self.error {

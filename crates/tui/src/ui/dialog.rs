@@ -145,8 +145,7 @@ impl Prompt {
             PromptKind::RejectReason { id } => {
                 if text.is_empty() {
                     return Err(
-                        "a reason is required: it is shown to the miner and kept in the audit log"
-                            .into(),
+                        "a reason is required (shown to the miner, kept in the audit log)".into(),
                     );
                 }
                 Ok(vec![Action::Send(
@@ -395,7 +394,9 @@ fn scroll(offset: &mut u16, key: &KeyEvent) {
 }
 
 /// A centered box: body (scrollable, wrapped), optional input lines pinned
-/// under it, and the key line at the bottom.
+/// under it, and the key line at the bottom. Heights are measured after
+/// wrapping, so nothing is cut off silently; a body taller than the screen
+/// scrolls and says so in the bottom border.
 #[allow(clippy::too_many_arguments)]
 fn draw_box(
     frame: &mut Frame,
@@ -407,21 +408,26 @@ fn draw_box(
     keys: &str,
     emphasize: bool,
 ) {
-    let width = area.width.saturating_sub(4).clamp(20, 110);
-    let inner_width = width.saturating_sub(4).max(1) as usize;
-    let body_height: usize = body
-        .iter()
-        .map(|l| l.width().max(1).div_ceil(inner_width))
-        .sum();
-    let input_height = input.as_ref().map_or(0, |i| i.len() + 1);
+    let width = area.width.saturating_sub(4).clamp(20, 110).min(area.width);
+    // Borders (2) and one column of padding each side (2).
+    let text_width = width.saturating_sub(4).max(1);
+    let body_par = Paragraph::new(body.to_vec()).wrap(Wrap { trim: false });
+    let body_height = body_par.line_count(text_width);
+    let input_par = input.map(|i| Paragraph::new(i).wrap(Wrap { trim: false }));
+    let input_height = input_par
+        .as_ref()
+        .map_or(0, |p| p.line_count(text_width) + 1);
     // borders (2) + blank before keys (1) + keys (1)
     let wanted = body_height + input_height + 4;
-    let height = (wanted as u16).min(area.height.saturating_sub(2)).max(6);
+    let height = (wanted.min(u16::MAX as usize) as u16)
+        .min(area.height.saturating_sub(2))
+        .max(6)
+        .min(area.height);
     let popup = Rect {
         x: area.x + (area.width.saturating_sub(width)) / 2,
         y: area.y + (area.height.saturating_sub(height)) / 2,
-        width: width.min(area.width),
-        height: height.min(area.height),
+        width,
+        height,
     };
     frame.render_widget(Clear, popup);
     let border = if emphasize {
@@ -429,11 +435,19 @@ fn draw_box(
     } else {
         BorderType::Plain
     };
-    let block = Block::default()
+    let inner_height = height.saturating_sub(2);
+    let input_h = input_height.min(u16::MAX as usize) as u16;
+    let body_visible = inner_height.saturating_sub(2 + input_h) as usize;
+    let mut block = Block::default()
         .borders(Borders::ALL)
         .border_type(border)
         .title(Span::styled(format!(" {title} "), theme::strong()))
         .title_alignment(Alignment::Left);
+    if body_height > body_visible + scroll as usize {
+        block = block.title_bottom(Line::from(" more below: j/k scroll ").right_aligned());
+    } else if scroll > 0 {
+        block = block.title_bottom(Line::from(" k scrolls back up ").right_aligned());
+    }
     let inner = block.inner(popup);
     frame.render_widget(block, popup);
     let inner = Rect {
@@ -446,32 +460,22 @@ fn draw_box(
         height: 1.min(inner.height),
         ..inner
     };
-    let input_h = input_height as u16;
     let body_area = Rect {
         height: inner.height.saturating_sub(2 + input_h),
         ..inner
     };
-    let truncated = body_height > body_area.height as usize + scroll as usize;
-    frame.render_widget(
-        Paragraph::new(body.to_vec())
-            .wrap(Wrap { trim: false })
-            .scroll((scroll, 0)),
-        body_area,
-    );
-    if let Some(input) = input {
+    frame.render_widget(body_par.scroll((scroll, 0)), body_area);
+    if let Some(input_par) = input_par {
         let input_area = Rect {
             y: body_area.y + body_area.height + 1,
             height: input_h.saturating_sub(1),
             ..inner
         };
-        frame.render_widget(Paragraph::new(input).wrap(Wrap { trim: false }), input_area);
+        frame.render_widget(input_par, input_area);
     }
-    let mut key_line = vec![Span::styled(
+    let key_line = Line::from(Span::styled(
         keys.to_string(),
         Style::default().add_modifier(Modifier::BOLD),
-    )];
-    if truncated || scroll > 0 {
-        key_line.push(Span::raw("   [j/k] scroll (more)"));
-    }
-    frame.render_widget(Paragraph::new(Line::from(key_line)), keys_area);
+    ));
+    frame.render_widget(Paragraph::new(key_line), keys_area);
 }

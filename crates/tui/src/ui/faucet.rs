@@ -95,7 +95,10 @@ impl Faucet {
         if let Some(e) = &self.error {
             lines.push(theme::error_line(format!("last reload failed: {e}")));
         }
-        frame.render_widget(Paragraph::new(lines), info);
+        frame.render_widget(
+            Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: true }),
+            info,
+        );
 
         // Integer ratio: money never goes through f64 (the gauge's own
         // ratio is only the bar's length).
@@ -164,7 +167,8 @@ fn cooldown(s: u64) -> String {
 }
 
 fn address_width(width: usize) -> usize {
-    width.saturating_sub(2 + 7 + 12 + 12 + 5 + 6).clamp(12, 64)
+    // Leave the txid at least ~20 columns.
+    width.saturating_sub(62).clamp(12, 64)
 }
 
 fn header(width: usize) -> Line<'static> {

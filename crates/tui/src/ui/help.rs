@@ -24,11 +24,11 @@ fn group_lines(groups: &[KeyGroup], key_width: usize) -> Vec<Line<'static>> {
 }
 
 pub fn draw(frame: &mut Frame, area: Rect, scroll: u16) {
+    // Everything below the tab line: no half-covered screen behind it.
     let popup = Rect {
-        x: area.x + 1,
-        y: area.y + 1,
-        width: area.width.saturating_sub(2),
-        height: area.height.saturating_sub(2),
+        y: area.y + 1.min(area.height),
+        height: area.height.saturating_sub(1),
+        ..area
     };
     frame.render_widget(Clear, popup);
     let block = Block::bordered()
@@ -37,7 +37,7 @@ pub fn draw(frame: &mut Frame, area: Rect, scroll: u16) {
         .title_bottom(Line::from(" j/k scroll · Esc or ? closes ").right_aligned());
     let inner = block.inner(popup);
     frame.render_widget(block, popup);
-    let key_width = 26;
+    let key_width = 16;
     if inner.width >= 150 {
         // Two columns: everything fits on a large terminal.
         let split = 4;
@@ -53,7 +53,7 @@ pub fn draw(frame: &mut Frame, area: Rect, scroll: u16) {
             right,
         );
     } else {
-        let lines = group_lines(KEYMAP, key_width.min(inner.width as usize / 3));
+        let lines = group_lines(KEYMAP, key_width);
         let max = lines.len().saturating_sub(inner.height as usize) as u16;
         frame.render_widget(Paragraph::new(lines).scroll((scroll.min(max), 0)), inner);
     }

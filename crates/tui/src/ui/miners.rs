@@ -593,7 +593,9 @@ impl Miners {
         self.offset = scroll_to(self.cursor, self.offset, body_rows);
         let end = (self.offset + body_rows).min(self.view.len());
         let now = sh.now_s;
-        let id_width = (table_area.width as usize).saturating_sub(64).clamp(12, 40);
+        // Fixed columns (51) + spacing (6) + cursor mark (1); the id gets the rest.
+        let id_width = (table_area.width as usize).saturating_sub(58).clamp(12, 40);
+        let right = |text: String| Cell::from(Line::from(text).right_aligned());
         let rows: Vec<Row> = self.view[self.offset.min(end)..end]
             .iter()
             .map(|&i| {
@@ -601,10 +603,10 @@ impl Miners {
                 Row::new(vec![
                     Cell::from(format::clip(&r.miner_id, id_width)),
                     Cell::from(format::clip(r.tier.as_deref().unwrap_or("-"), 10)),
-                    Cell::from(format::hashrate(r.hashrate_10m)),
-                    Cell::from(r.workers.to_string()),
-                    Cell::from(format::btc_msat(r.balance_msat)),
-                    Cell::from(format::age_opt(now, r.last_share_at)),
+                    right(format::hashrate(r.hashrate_10m)),
+                    right(r.workers.to_string()),
+                    right(format::btc_msat(r.balance_msat)),
+                    right(format::age_opt(now, r.last_share_at)),
                     Cell::from(if r.active {
                         Span::raw("active")
                     } else {
@@ -621,13 +623,13 @@ impl Miners {
             }
         };
         let header = Row::new(vec![
-            mark(MinerSort::Id, "MINER"),
-            mark(MinerSort::Tier, "TIER"),
-            mark(MinerSort::Hashrate, "HASH 10M"),
-            mark(MinerSort::Workers, "WRK"),
-            mark(MinerSort::Balance, "BALANCE"),
-            mark(MinerSort::LastShare, "LAST"),
-            mark(MinerSort::Status, "STATUS"),
+            Cell::from(mark(MinerSort::Id, "MINER")),
+            Cell::from(mark(MinerSort::Tier, "TIER")),
+            right(mark(MinerSort::Hashrate, "HASH 10M")),
+            right(mark(MinerSort::Workers, "WRK")),
+            right(mark(MinerSort::Balance, "BALANCE")),
+            right(mark(MinerSort::LastShare, "LAST")),
+            Cell::from(mark(MinerSort::Status, "STATUS")),
         ])
         .style(theme::header());
         let widths = [
@@ -635,9 +637,9 @@ impl Miners {
             Constraint::Length(10),
             Constraint::Length(11),
             Constraint::Length(4),
-            Constraint::Length(14),
+            Constraint::Length(13),
             Constraint::Length(5),
-            Constraint::Length(9),
+            Constraint::Length(8),
         ];
         let table = Table::new(rows, widths)
             .header(header)

@@ -76,6 +76,7 @@ fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
                 label.push_str(" !");
             }
         }
+        // Brackets mark the current tab without colour.
         if tab == app.tab {
             spans.push(Span::styled(
                 format!("[{label}]"),
@@ -84,12 +85,16 @@ fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
         } else {
             spans.push(Span::raw(format!(" {label} ")));
         }
-        spans.push(Span::raw(" "));
     }
     let used: usize = spans.iter().map(|s| s.width()).sum();
     if app.shared.simulated() {
-        let label = " SIMULATED ";
-        let pad = (area.width as usize).saturating_sub(used + label.len());
+        let room = (area.width as usize).saturating_sub(used);
+        let label = if room >= 12 {
+            " SIMULATED "
+        } else {
+            "SIMULATED"
+        };
+        let pad = room.saturating_sub(label.len());
         spans.push(Span::raw(" ".repeat(pad)));
         spans.push(Span::styled(label, theme::simulated()));
     }
@@ -110,7 +115,7 @@ fn draw_status(frame: &mut Frame, area: Rect, sh: &Shared) {
     }
     if let Some(w) = &sh.welcome {
         info.push(w.server.clone());
-        info.push(format!("you are uid:{}", w.peer_uid));
+        info.push(format!("uid:{}", w.peer_uid));
     }
     match &sh.conn {
         ConnState::Live => {
@@ -149,7 +154,7 @@ fn draw_status(frame: &mut Frame, area: Rect, sh: &Shared) {
             }
             if sh.welcome.is_some() {
                 let since = snapshot.map_or_else(|| "-".to_string(), |s| format::utc_time(s.at));
-                first.push_str(&format!(" · data below is STALE (last {since} UTC)"));
+                first.push_str(&format!(" · STALE data of {since}"));
             }
             let reason = match state {
                 ConnState::Reconnecting { reason, .. } => reason.clone(),
@@ -167,7 +172,10 @@ fn draw_status(frame: &mut Frame, area: Rect, sh: &Shared) {
                     format!("{first:<width$}", width = area.width as usize),
                     theme::banner(),
                 )),
-                Line::from(Span::styled(second, theme::dim())),
+                Line::from(Span::styled(
+                    format::clip(&second, area.width as usize),
+                    theme::dim(),
+                )),
             ];
             frame.render_widget(Paragraph::new(lines), area);
         }
@@ -227,19 +235,17 @@ fn grey_out(frame: &mut Frame, area: Rect) {
 
 /// Centers a message in `area` (empty and error states of screens).
 pub fn placeholder(frame: &mut Frame, area: Rect, lines: Vec<Line<'static>>) {
-    let height = lines.len() as u16;
+    let paragraph = Paragraph::new(lines)
+        .alignment(ratatui::layout::Alignment::Center)
+        .wrap(ratatui::widgets::Wrap { trim: true });
+    let height = paragraph.line_count(area.width).min(u16::MAX as usize) as u16;
     let y = area.y + area.height.saturating_sub(height) / 2;
     let rect = Rect {
         y,
         height: height.min(area.height),
         ..area
     };
-    frame.render_widget(
-        Paragraph::new(lines)
-            .alignment(ratatui::layout::Alignment::Center)
-            .wrap(ratatui::widgets::Wrap { trim: true }),
-        rect,
-    );
+    frame.render_widget(paragraph, rect);
 }
 
 /// Keeps the cursor row inside a window of `height` rows starting at
@@ -262,9 +268,11 @@ pub fn waiting(sh: &Shared, what: &str) -> Vec<Line<'static>> {
     if sh.live() {
         vec![Line::from(format!("loading {what}…"))]
     } else {
-        vec![Line::from(format!(
-            "no {what} yet: not connected to the daemon at {}",
-            sh.socket
-        ))]
+        vec![
+            Line::from(format!("no {what} yet: not connected to pooldeskd at")),
+            Line::from(sh.socket.clone()),
+            Line::from(""),
+            Line::from("Is pooldeskd running? Another socket: pooldesk --socket PATH"),
+        ]
     }
 }

@@ -39,9 +39,10 @@ impl Overview {
         };
         let wide = area.width >= 120;
         let warnings = warning_lines(s, area.width as usize);
+        let warnings_height = warnings.len() as u16;
         let counts_height = if wide { 0 } else { 2 };
         let [warn_area, boxes_area, counts_area, chart_area] = Layout::vertical([
-            Constraint::Length(warnings.len() as u16),
+            Constraint::Length(warnings_height),
             Constraint::Length(9),
             Constraint::Length(counts_height),
             Constraint::Min(0),
@@ -142,22 +143,28 @@ fn capitalize(s: &str) -> String {
 
 fn warning_lines(s: &Snapshot, width: usize) -> Vec<Line<'static>> {
     const MAX: usize = 4;
-    let mut lines: Vec<Line<'static>> = s
+    let room = width.saturating_sub(2);
+    let mut texts: Vec<String> = s
         .warnings
         .iter()
-        .take(MAX)
         .map(|w| {
-            theme::warn_line(format::clip(
-                &format!("{} ({})", w.message, w.code),
-                width.saturating_sub(2),
-            ))
+            // The code helps when it fits; the sentence always comes first.
+            let full = format!("{} ({})", w.message, w.code);
+            if full.chars().count() <= room {
+                full
+            } else {
+                format::clip(&w.message, room)
+            }
         })
         .collect();
-    if s.warnings.len() > MAX {
-        lines.push(theme::warn_line(format!(
-            "and {} more warnings",
-            s.warnings.len() - MAX
-        )));
+    // A node error is a standing problem too.
+    if let Some(e) = &s.wallet.last_error {
+        texts.push(format::clip(&format!("wallet/node: {e}"), room));
+    }
+    let more = texts.len().saturating_sub(MAX);
+    let mut lines: Vec<Line<'static>> = texts.into_iter().take(MAX).map(theme::warn_line).collect();
+    if more > 0 {
+        lines.push(theme::warn_line(format!("and {more} more warnings")));
     }
     if lines.is_empty() {
         lines.push(Line::from(Span::styled(
@@ -198,28 +205,33 @@ fn ledger_lines(s: &Snapshot) -> Vec<Line<'static>> {
         row("paid", format::btc_msat(l.paid_msat)),
         row("fees", format::btc_msat(l.fees_msat)),
         row("credited", format::btc_msat(l.credited_msat)),
-        row(
-            "faucet",
-            format!("{} sent", format::btc_msat(l.faucet_sent_msat)),
-        ),
+        row("faucet", format::btc_msat(l.faucet_sent_msat)),
         row("transfers", format::grouped(l.transfers as i64)),
     ]
 }
 
 fn wallet_lines(s: &Snapshot, now_s: i64) -> Vec<Line<'static>> {
     let w = &s.wallet;
-    let mut lines = vec![
+    let node = if w.connected {
+        Line::from(vec![
+            Span::styled(format!("{:<10}", "node"), theme::dim()),
+            Span::styled("[CONNECTED]", theme::green()),
+        ])
+    } else {
+        Line::from(vec![
+            Span::styled(format!("{:<10}", "node"), theme::dim()),
+            Span::styled("! [DOWN]", theme::red()),
+        ])
+    };
+    vec![
+        node,
         row(
             "backend",
-            format!(
-                "{} {}",
-                if w.backend.is_empty() {
-                    "?"
-                } else {
-                    &w.backend
-                },
-                if w.connected { "[CONNECTED]" } else { "[DOWN]" }
-            ),
+            if w.backend.is_empty() {
+                "?".to_string()
+            } else {
+                w.backend.clone()
+            },
         ),
         row(
             "height",
@@ -235,31 +247,19 @@ fn wallet_lines(s: &Snapshot, now_s: i64) -> Vec<Line<'static>> {
             w.fee_estimate_sat_vb
                 .map_or_else(|| "-".to_string(), |f| format!("{f} sat/vB")),
         ),
-        row(
-            "payouts",
-            if w.payouts_paused {
-                "[PAUSED]".to_string()
-            } else {
-                format!("[RUNNING] {}", s.payout_mode)
-            },
-        ),
+        if w.payouts_paused {
+            Line::from(vec![
+                Span::styled(format!("{:<10}", "payouts"), theme::dim()),
+                Span::styled("! [PAUSED]", theme::yellow()),
+            ])
+        } else {
+            row("payouts", format!("[RUNNING] {}", s.payout_mode))
+        },
         row(
             "checked",
             format!("{} ago", format::age_opt(now_s, w.checked_at)),
         ),
-    ];
-    if !w.connected {
-        lines[0] = Line::from(vec![
-            Span::styled(format!("{:<10}", "backend"), theme::dim()),
-            Span::styled(format!("! {} [DOWN]", w.backend), theme::red()),
-        ]);
-    }
-    if let Some(e) = &w.last_error {
-        lines.push(theme::error_line(e.clone()));
-    } else if let Some(chain) = &w.chain {
-        lines.push(row("chain", chain.clone()));
-    }
-    lines
+    ]
 }
 
 fn count_lines(s: &Snapshot) -> Vec<Line<'static>> {

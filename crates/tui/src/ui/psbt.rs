@@ -411,7 +411,7 @@ impl Psbt {
                 format::amount(o.amount_sat),
                 role
             )));
-            body.push(Line::from(format!("       to {}", o.address)));
+            body.push(Line::from(format!("   to {}", o.address)));
         }
         body.push(Line::from(""));
         body.push(Line::from(format!(
@@ -496,17 +496,24 @@ impl Psbt {
                     review.batch_id,
                     format::state_label(&review.state)
                 );
-                let block = Block::bordered().title(Span::styled(title, theme::strong()));
                 let lines = review_lines(review, self.refused.as_ref(), area.width as usize);
-                let max_scroll = lines.len().saturating_sub(1) as u16;
+                let paragraph = Paragraph::new(lines).wrap(Wrap { trim: false });
+                let total = paragraph.line_count(area.width.saturating_sub(2));
+                let visible = area.height.saturating_sub(2) as usize;
+                let max_scroll = total.saturating_sub(visible).min(u16::MAX as usize) as u16;
                 self.scroll = self.scroll.min(max_scroll);
-                frame.render_widget(
-                    Paragraph::new(lines)
-                        .block(block)
-                        .wrap(Wrap { trim: false })
-                        .scroll((self.scroll, 0)),
-                    area,
-                );
+                let mut block = Block::bordered().title(Span::styled(title, theme::strong()));
+                if total > visible {
+                    let shown_to = (self.scroll as usize + visible).min(total);
+                    block = block.title_bottom(
+                        Line::from(format!(
+                            " lines {}-{shown_to} of {total} · j/k scroll ",
+                            self.scroll + 1
+                        ))
+                        .right_aligned(),
+                    );
+                }
+                frame.render_widget(paragraph.block(block).scroll((self.scroll, 0)), area);
                 return;
             }
         }
@@ -627,6 +634,19 @@ pub fn review_lines(r: &PsbtReview, refused: Option<&Refused>, width: usize) -> 
             None => String::new(),
         }),
     ]));
+    // The numbers that matter, before any scrolling.
+    let withdrawals: usize = r.outputs.iter().map(|o| o.withdrawal_ids.len()).sum();
+    lines.push(Line::from(format!(
+        "Pays {} BTC to {} withdrawal(s) · fee {} at {}",
+        format::btc(r.paid_to_miners_sat),
+        withdrawals,
+        r.fee_sat.map_or_else(
+            || "unknown".to_string(),
+            |f| format!("{} sat", format::grouped(f))
+        ),
+        r.fee_rate_milli_sat_vb
+            .map_or_else(|| "fee rate unknown".to_string(), format::fee_rate_milli),
+    )));
     if let Some(refused) = refused {
         lines.push(Line::from(""));
         let from = if refused.path.is_empty() {
@@ -665,8 +685,8 @@ pub fn review_lines(r: &PsbtReview, refused: Option<&Refused>, width: usize) -> 
     let op_w = width.saturating_sub(44).clamp(20, 80);
     lines.push(Line::from(Span::styled(
         format!(
-            "  {:<op_w$} {:>17} {:<12} {}",
-            "OUTPOINT", "AMOUNT BTC", "AMOUNT", "SIGNED"
+            "  {:<op_w$} {:>14} {:<12} {}",
+            "OUTPOINT", "AMOUNT BTC", "VERIFIED", "SIGNED"
         ),
         theme::header(),
     )));
@@ -679,7 +699,7 @@ pub fn review_lines(r: &PsbtReview, refused: Option<&Refused>, width: usize) -> 
         };
         lines.push(Line::from(vec![
             Span::raw(format!(
-                "  {:<op_w$} {:>17} ",
+                "  {:<op_w$} {:>14} ",
                 clip_middle(&i.outpoint, op_w),
                 amount
             )),
@@ -703,7 +723,7 @@ pub fn review_lines(r: &PsbtReview, refused: Option<&Refused>, width: usize) -> 
         };
         lines.push(Line::from(vec![
             Span::raw(format!(
-                "  #{:<3} {:>17} BTC  ",
+                "  #{:<3} {:>14} BTC  ",
                 o.index,
                 format::btc(o.amount_sat)
             )),

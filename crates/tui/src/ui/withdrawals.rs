@@ -692,7 +692,7 @@ impl Withdrawals {
         if !attention.is_empty() {
             let ids: Vec<i64> = attention.iter().map(|b| b.id).collect();
             banner.push(theme::warn_line(format!(
-                "{} batch(es) NEED ATTENTION: {} — press → and resolve with m (paid) / t (retry) / x (failed)",
+                "{} batch(es) NEED ATTENTION: {} — → then m paid / t retry / x failed",
                 attention.len(),
                 id_list(&ids)
             )));
@@ -701,7 +701,7 @@ impl Withdrawals {
                 "{attention_count} withdrawal(s) NEED ATTENTION (filter with f)"
             )));
         }
-        let banner_height = if banner.is_empty() { 0 } else { 2 };
+        let banner_height = banner.len() as u16;
         let [banner_area, main] =
             Layout::vertical([Constraint::Length(banner_height), Constraint::Min(0)]).areas(area);
         frame.render_widget(
@@ -765,7 +765,7 @@ impl Withdrawals {
             return;
         }
         let [table_area, info_area] =
-            Layout::vertical([Constraint::Min(0), Constraint::Length(3)]).areas(inner);
+            Layout::vertical([Constraint::Min(0), Constraint::Length(4)]).areas(inner);
         if self.rows.is_empty() {
             let msg = match &self.error {
                 Some(e) => theme::error_line(e.clone()),
@@ -777,13 +777,14 @@ impl Withdrawals {
         }
         let info = match self.current() {
             Some(r) => {
-                let mut lines = vec![Line::from(format!(
-                    "#{} {} {} → {}",
-                    r.id,
-                    r.miner_id,
-                    format::amount(r.amount_sat),
-                    r.address
-                ))];
+                let mut lines = vec![
+                    Line::from(vec![
+                        Span::styled(format!("#{} ", r.id), theme::strong()),
+                        Span::raw(format!("{} {} ", r.miner_id, format::amount(r.amount_sat))),
+                        Span::styled(format::state_label(&r.state), theme::state(&r.state)),
+                    ]),
+                    Line::from(format!("to {}", r.address)),
+                ];
                 let mut extra = Vec::new();
                 if let Some(by) = &r.decided_by {
                     extra.push(format!("decided by {by}"));
@@ -962,7 +963,7 @@ pub fn withdrawal_lines(r: &WithdrawalRow) -> Vec<Line<'static>> {
             Span::raw(format!(" miner {}  ", r.miner_id)),
             Span::styled(format::amount(r.amount_sat), theme::strong()),
         ]),
-        Line::from(vec![Span::raw("        to "), Span::raw(r.address.clone())]),
+        Line::from(vec![Span::raw("   to "), Span::raw(r.address.clone())]),
     ]
 }
 
