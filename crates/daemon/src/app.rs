@@ -15,6 +15,7 @@ use crate::ingest::{CreditFeed, Ingest};
 use crate::metrics::Metrics;
 use crate::miners::ActivityCache;
 use crate::miners::service::MinerService;
+use crate::payouts::Payouts;
 use crate::secrets::Secrets;
 use crate::snapshot::SnapshotService;
 use crate::store::{Store, StoreOptions};
@@ -36,6 +37,8 @@ pub struct AppInner {
     pub snapshot: SnapshotService,
     /// The payout wallet (Bitcoin Core, or the simulated wallet in demo).
     pub wallet: Wallet,
+    pub payouts: Payouts,
+    pub faucet: crate::faucet::Faucet,
     /// Cancelled when the daemon starts shutting down: streams end,
     /// background loops stop, listeners stop accepting.
     pub shutdown: CancellationToken,
@@ -101,6 +104,15 @@ impl App {
         );
         let snapshot = SnapshotService::new(&config);
         let wallet = open_wallet(&config)?;
+        let payouts = Payouts::new(&config, store.clone(), wallet.clone(), bus.clone());
+        let faucet = crate::faucet::Faucet::new(
+            &config,
+            &secrets,
+            store.clone(),
+            wallet.clone(),
+            bus.clone(),
+            metrics.clone(),
+        );
         Ok(App(Arc::new(AppInner {
             config,
             secrets,
@@ -113,6 +125,8 @@ impl App {
             miners,
             snapshot,
             wallet,
+            payouts,
+            faucet,
             shutdown: CancellationToken::new(),
             started_at: now,
         })))

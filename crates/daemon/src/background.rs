@@ -6,6 +6,8 @@ use tokio::task::JoinSet;
 use crate::app::App;
 
 pub fn spawn_all(app: &App, tasks: &mut JoinSet<()>) {
+    tasks.spawn(crate::payouts::run(app.clone()));
+    tasks.spawn(crate::faucet::worker::run(app.clone()));
     if app.config.demo.enabled {
         tasks.spawn(crate::demo::run(app.clone()));
     }

@@ -504,9 +504,11 @@ const SECTIONS: &[&str] = &[
 impl Config {
     /// Loads defaults ← file ← environment ← command line, then validates.
     pub fn load(cli: &CliOverrides, env: &[(String, String)]) -> Result<Config, ConfigError> {
-        let mut table = toml::Table::new();
+        // Demo mode starts from demo-friendly defaults; the file and the
+        // environment still override them.
+        let mut table = if cli.demo { demo_defaults() } else { toml::Table::new() };
         if let Some(path) = &cli.config_file {
-            table = read_file_table(path)?;
+            merge_tables(&mut table, read_file_table(path)?);
         }
         apply_env(&mut table, env)?;
         let mut config = from_table(table, cli.config_file.as_deref())?;
@@ -670,6 +672,34 @@ impl Config {
     pub fn blocks_per_minute_for(&self, tier: Option<&str>) -> u32 {
         tier.and_then(|t| self.limits.tiers.get(t).copied())
             .unwrap_or(self.limits.blocks_per_minute)
+    }
+}
+
+/// Defaults for `--demo`: things happen within seconds so a newcomer sees
+/// the whole flow (approvals, batches, confirmations, faucet) quickly.
+fn demo_defaults() -> toml::Table {
+    r#"
+[payouts]
+new_address_delay_s = 10
+batch_interval_s = 30
+[faucet]
+batch_interval_s = 10
+difficulty_bits = 16
+cooldown_s = 60
+"#
+    .parse()
+    .expect("static demo defaults")
+}
+
+/// Overlays `top` onto `base`, table by table.
+fn merge_tables(base: &mut toml::Table, top: toml::Table) {
+    for (key, value) in top {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(top_inner)) => merge_tables(inner, top_inner),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
     }
 }
 

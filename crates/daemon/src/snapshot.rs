@@ -69,7 +69,7 @@ pub async fn build(app: &App) -> anyhow::Result<Snapshot> {
                     .into(),
         });
     }
-    let snapshot = Snapshot {
+    let mut snapshot = Snapshot {
         at: now,
         server: server_name(),
         simulated: app.simulated(),
@@ -88,6 +88,7 @@ pub async fn build(app: &App) -> anyhow::Result<Snapshot> {
         warnings,
         ..Snapshot::default()
     };
+    crate::payouts::contribute_to_snapshot(app, &mut snapshot).await;
     Ok(snapshot)
 }
 

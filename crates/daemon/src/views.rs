@@ -10,7 +10,22 @@ use crate::miners::service::MinerServiceError;
 
 /// A miner with balance, hashrate, workers, recent credits and withdrawals.
 pub async fn miner_detail(app: &App, miner_id: String) -> Result<MinerDetail, MinerServiceError> {
-    app.miners.detail(miner_id).await
+    let mut detail = app.miners.detail(miner_id.clone()).await?;
+    detail.withdrawals = app
+        .payouts
+        .withdrawals_of_miner(miner_id)
+        .await
+        .map_err(|e| MinerServiceError::Invalid(e.to_string()))?;
+    if detail.payout_address.is_some() {
+        let delay = app.config.payouts.new_address_delay_s as i64;
+        let set_at = app
+            .miners
+            .get(detail.row.miner_id.clone())
+            .await?
+            .and_then(|m| m.payout_address_set_at);
+        detail.payout_address_payable_at = set_at.map(|t| t + delay);
+    }
+    Ok(detail)
 }
 
 /// The JSON shape of a withdrawal in HTTP answers: integer sat plus the

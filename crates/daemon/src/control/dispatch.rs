@@ -70,6 +70,12 @@ async fn run(app: &App, actor: Actor, request: Request) -> Result<Response, Erro
             .await
             .map(Response::Audit)
             .map_err(store_error),
+        Request::FaucetStatus => app
+            .faucet
+            .status()
+            .await
+            .map(|s| Response::Faucet(Box::new(s)))
+            .map_err(|e| ErrorBody::new(e.code(), e.to_string())),
         _ => Err(ErrorBody::new(
             "unknown_method",
             "this pooldeskd does not handle that request yet",

@@ -6,11 +6,15 @@
 //! [`json_errors`] rewrites.
 
 pub mod admin;
+pub mod assets;
 pub mod body;
 pub mod client_ip;
 pub mod error;
+pub mod faucet;
 pub mod ingest;
 pub mod miner;
+pub mod payouts;
+pub mod sse;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -37,6 +41,10 @@ pub fn router(app: App) -> Router {
         .merge(ingest::routes())
         .merge(miner::routes())
         .merge(admin::routes())
+        .merge(payouts::routes())
+        .merge(faucet::routes())
+        .merge(sse::routes())
+        .merge(assets::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(json_errors))
@@ -136,10 +144,11 @@ where
                 .split('&')
                 .any(|pair| matches!(pair.split('=').next(), Some(k) if k.eq_ignore_ascii_case("api_key") || k.eq_ignore_ascii_case("x-api-key") || k.eq_ignore_ascii_case("apikey")))
         {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "key_in_query",
                 "the admin key must be sent in the X-API-KEY header, never in the URL",
-            )
-            .with("error", "key_in_query"));
+            ));
         }
         let presented = parts
             .headers

@@ -1,0 +1,761 @@
+//! Batches: choosing what goes out, sending it (hot), reconciling what is in
+//! flight, tracking confirmations, and admin resolution.
+
+use std::collections::BTreeMap;
+
+use pooldesk_proto::model::{BatchResolution, BatchResult, BatchRow, Warning};
+
+use super::db::{self, Batch, Withdrawal};
+use super::{PAUSED_KEY, PayoutError, Payouts};
+use crate::audit::{self, Actor};
+use crate::config::PayoutMode;
+use crate::events::BusEvent;
+use crate::wallet::{Output, WalletTx};
+
+/// What a batch operation answers: the batch, and for cold batches the
+/// PSBT to export.
+pub type BatchOutcome = BatchResult;
+
+/// Batches whose fate is not known yet: they block new batches.
+const UNRESOLVED: &[&str] = &["sending", "psbt_pending", "broadcasting"];
+
+/// A plan: withdrawals and the merged outputs that pay them.
+pub(super) struct Plan {
+    pub(super) ids: Vec<i64>,
+    pub(super) outputs: Vec<Output>,
+}
+
+impl Payouts {
+    /// Admin: pay approved withdrawals now (all payable ones when `ids` is
+    /// empty). Hot mode sends; cold mode builds a PSBT for review.
+    pub async fn send_batch(&self, actor: Actor, ids: Vec<i64>) -> Result<BatchOutcome, PayoutError> {
+        match self.inner.config.mode {
+            PayoutMode::Hot => self.send_hot(actor, ids).await,
+            PayoutMode::Cold => self.create_psbt(actor, ids).await.map(|(outcome, _)| outcome),
+        }
+    }
+
+    /// Checks everything that must hold before money may leave, and picks
+    /// what goes into the batch. Call with the batch lock held.
+    pub(super) async fn plan(&self, ids: &[i64]) -> Result<(Plan, u64), PayoutError> {
+        let inner = &self.inner;
+        let config = &inner.config;
+        let (paused, unresolved, approved, batched_today, held_sat) = inner
+            .store
+            .read(|conn| {
+                let now = crate::clock::now_s();
+                Ok((
+                    db::setting(conn, PAUSED_KEY)?,
+                    db::batches_in(conn, UNRESOLVED)?,
+                    db::withdrawals_in_state(conn, "approved", 10_000)?,
+                    db::batched_since(conn, now - now.rem_euclid(86_400))?,
+                    db::held_sat(conn)?,
+                ))
+            })
+            .await?;
+        if let Some(who) = paused {
+            return Err(PayoutError::Waiting(format!("payouts are paused ({who})")));
+        }
+        if let Some(batch) = unresolved.first() {
+            return Err(PayoutError::Waiting(format!(
+                "batch {} is {} and must be resolved first",
+                batch.id, batch.state
+            )));
+        }
+        let status = inner.wallet.status().await.map_err(|e| PayoutError::Waiting(format!("wallet: {e}")))?;
+        let fee_rate = match inner.wallet.estimate_fee_rate().await {
+            Ok(Some(rate)) => rate.max(1),
+            Ok(None) => config.fallback_fee_rate_sat_vb,
+            Err(e) => return Err(PayoutError::Waiting(format!("fee estimate: {e}"))),
+        };
+        if fee_rate > config.max_fee_rate_sat_vb {
+            return Err(PayoutError::Waiting(format!(
+                "the fee estimate is {fee_rate} sat/vB, above payouts.max_fee_rate_sat_vb = {}",
+                config.max_fee_rate_sat_vb
+            )));
+        }
+        // Solvency: everything the ledger holds for withdrawals must be in
+        // the wallet before anything goes out, so a batch never fails
+        // halfway through the queue.
+        if status.spendable_sat < held_sat {
+            return Err(PayoutError::Waiting(format!(
+                "wallet shortfall: {} sat spendable, {} sat held for withdrawals",
+                status.spendable_sat, held_sat
+            )));
+        }
+        let now = crate::clock::now_s();
+        let chosen: Vec<&Withdrawal> = approved
+            .iter()
+            .filter(|w| ids.is_empty() || ids.contains(&w.id))
+            .collect();
+        if !ids.is_empty() {
+            for id in ids {
+                if !chosen.iter().any(|w| w.id == *id) {
+                    return Err(PayoutError::Invalid(format!("withdrawal {id} is not approved")));
+                }
+            }
+        }
+        let mut cap_left = config.daily_cap_btc.sat() - batched_today;
+        let mut by_address: BTreeMap<String, i64> = BTreeMap::new();
+        let mut plan_ids = Vec::new();
+        let mut waiting_delay = 0;
+        let mut waiting_cap = 0;
+        for w in chosen {
+            if w.payable_at > now {
+                waiting_delay += 1;
+                continue;
+            }
+            if w.amount_sat > cap_left {
+                waiting_cap += 1;
+                continue;
+            }
+            if !by_address.contains_key(&w.address) && by_address.len() >= config.max_outputs_per_batch {
+                continue;
+            }
+            cap_left -= w.amount_sat;
+            *by_address.entry(w.address.clone()).or_default() += w.amount_sat;
+            plan_ids.push(w.id);
+        }
+        if plan_ids.is_empty() {
+            let mut why = String::from("no approved withdrawal is payable now");
+            if waiting_delay > 0 {
+                why.push_str(&format!("; {waiting_delay} wait for the new-address delay"));
+            }
+            if waiting_cap > 0 {
+                why.push_str(&format!("; {waiting_cap} wait for the daily cap (payouts.daily_cap_btc)"));
+            }
+            return Err(PayoutError::Nothing(why));
+        }
+        // Same-address outputs merged: one output per address.
+        let outputs: Vec<Output> = by_address
+            .into_iter()
+            .map(|(address, amount_sat)| Output { address, amount_sat })
+            .collect();
+        Ok((Plan { ids: plan_ids, outputs }, fee_rate))
+    }
+
+    /// Commits the batch and its withdrawals before any RPC.
+    pub(super) async fn commit_intent(
+        &self,
+        actor: &Actor,
+        mode: &'static str,
+        state: &'static str,
+        plan: &Plan,
+        fee_rate: u64,
+    ) -> Result<Batch, PayoutError> {
+        let outputs = plan.outputs.clone();
+        let ids = plan.ids.clone();
+        let actor = actor.clone();
+        let (batch, row, entry) = self
+            .inner
+            .store
+            .write(move |ctx| {
+                let batch = db::insert_batch(ctx, mode, state, &outputs, fee_rate)?;
+                db::assign_to_batch(ctx, batch.id, &ids)?;
+                let entry = audit::record(
+                    ctx,
+                    &actor,
+                    "create_batch",
+                    &format!("batch:{}", batch.id),
+                    &format!(
+                        "{mode}: {} withdrawals, {} outputs, {} sat at {fee_rate} sat/vB",
+                        ids.len(),
+                        outputs.len(),
+                        batch.total_sat
+                    ),
+                )?;
+                let row = db::batch_row(ctx.conn, &batch)?;
+                Ok::<_, PayoutError>((batch, row, entry))
+            })
+            .await?;
+        self.inner.bus.publish(BusEvent::Batch(row));
+        self.inner.bus.publish(BusEvent::Audit(entry));
+        Ok(batch)
+    }
+
+    /// Hot mode: one `sendmany` for the batch.
+    async fn send_hot(&self, actor: Actor, ids: Vec<i64>) -> Result<BatchOutcome, PayoutError> {
+        let _guard = self.inner.lock.lock().await;
+        let (plan, fee_rate) = self.plan(&ids).await?;
+        let batch = self.commit_intent(&actor, "hot", "sending", &plan, fee_rate).await?;
+        tracing::info!(batch = batch.id, outputs = batch.outputs.len(), total_sat = batch.total_sat, fee_rate, "sending payout batch");
+        match self.inner.wallet.send_many(&batch.outputs, &batch.tag, fee_rate).await {
+            Ok(txid) => {
+                self.finish_broadcast(&batch, &txid, None).await?;
+            }
+            Err(e) if e.is_definite() => {
+                self.fail_batch(&batch, &format!("the node refused the batch: {e}")).await?;
+                return Err(PayoutError::Node(e.to_string()));
+            }
+            Err(e) => {
+                // Maybe sent, maybe not: never resend; find out.
+                tracing::warn!(batch = batch.id, error = %e, "payout batch outcome unknown; reconciling");
+                self.note_batch(&batch, &format!("outcome unknown ({e}); reconciling with the wallet"))
+                    .await?;
+                self.reconcile_sending(&batch).await;
+            }
+        }
+        self.batch_outcome(batch.id, None).await
+    }
+
+    /// Records a broadcast: withdrawals paid (held → sent), batch state and
+    /// txid, then the fee once the wallet tells it.
+    pub(super) async fn finish_broadcast(&self, batch: &Batch, txid: &str, fee_sat: Option<i64>) -> Result<(), PayoutError> {
+        let fee_sat = match fee_sat {
+            Some(fee) => Some(fee),
+            None => match self.inner.wallet.transaction(txid).await {
+                Ok(Some(tx)) => tx.fee_sat.map(i64::abs),
+                _ => None,
+            },
+        };
+        let (batch_id, txid_owned) = (batch.id, txid.to_string());
+        let (rows, brow, entry) = self
+            .inner
+            .store
+            .write(move |ctx| {
+                let withdrawals = db::withdrawals_of_batch(ctx.conn, batch_id)?;
+                for w in &withdrawals {
+                    db::mark_paid(ctx, w, &txid_owned)?;
+                }
+                db::set_batch(ctx, batch_id, "broadcast", Some(&txid_owned), None, Some("broadcast"))?;
+                if let Some(fee) = fee_sat {
+                    db::record_fee(ctx, batch_id, &txid_owned, fee)?;
+                }
+                let entry = audit::record(
+                    ctx,
+                    &Actor::System,
+                    "broadcast",
+                    &format!("batch:{batch_id}"),
+                    &format!("txid {txid_owned}"),
+                )?;
+                let rows: Vec<_> = db::withdrawals_of_batch(ctx.conn, batch_id)?.iter().map(Withdrawal::row).collect();
+                let batch = db::get_batch(ctx.conn, batch_id)?.ok_or(PayoutError::NotFound("batch"))?;
+                Ok::<_, PayoutError>((rows, db::batch_row(ctx.conn, &batch)?, entry))
+            })
+            .await?;
+        tracing::info!(batch = batch.id, txid, "payout batch broadcast");
+        for row in rows {
+            self.inner.bus.publish(BusEvent::Withdrawal(row));
+        }
+        self.inner.bus.publish(BusEvent::Batch(brow));
+        self.inner.bus.publish(BusEvent::Audit(entry));
+        Ok(())
+    }
+
+    /// Records a payment found in the wallet for a batch that was parked in
+    /// `needs_attention`.
+    async fn settle_found(&self, batch: &Batch, tx: &WalletTx) -> Result<(), PayoutError> {
+        self.finish_broadcast(batch, &tx.txid, tx.fee_sat.map(i64::abs)).await?;
+        let id = batch.id;
+        self.inner
+            .store
+            .write(move |ctx| {
+                ctx.conn.execute(
+                    "UPDATE withdrawals SET state = 'broadcast', updated_at = ?2 WHERE batch_id = ?1 AND paid = 1 AND state = 'needs_attention'",
+                    rusqlite::params![id, ctx.now_s],
+                )?;
+                Ok::<_, PayoutError>(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// A batch that provably paid nothing: withdrawals wait again.
+    pub(super) async fn fail_batch(&self, batch: &Batch, reason: &str) -> Result<(), PayoutError> {
+        let (batch_id, reason_owned) = (batch.id, reason.to_string());
+        let (brow, entry) = self
+            .inner
+            .store
+            .write(move |ctx| {
+                db::set_batch(ctx, batch_id, "failed", None, None, Some(&reason_owned))?;
+                db::unbatch(ctx, batch_id, &format!("batch {batch_id} failed: {reason_owned}"))?;
+                let entry = audit::record(ctx, &Actor::System, "batch_failed", &format!("batch:{batch_id}"), &reason_owned)?;
+                let batch = db::get_batch(ctx.conn, batch_id)?.ok_or(PayoutError::NotFound("batch"))?;
+                Ok::<_, PayoutError>((db::batch_row(ctx.conn, &batch)?, entry))
+            })
+            .await?;
+        tracing::warn!(batch = batch.id, reason, "payout batch failed; its withdrawals wait for the next batch");
+        self.inner.bus.publish(BusEvent::Batch(brow));
+        self.inner.bus.publish(BusEvent::Audit(entry));
+        Ok(())
+    }
+
+    async fn note_batch(&self, batch: &Batch, note: &str) -> Result<(), PayoutError> {
+        let (batch_id, state, note) = (batch.id, batch.state.clone(), note.to_string());
+        self.inner
+            .store
+            .write(move |ctx| Ok::<_, PayoutError>(db::set_batch(ctx, batch_id, &state, None, None, Some(&note))?))
+            .await?;
+        Ok(())
+    }
+
+    /// Puts a batch and its withdrawals in `needs_attention`.
+    pub(super) async fn needs_attention(&self, batch: &Batch, reason: &str) -> Result<(), PayoutError> {
+        let (batch_id, reason_owned) = (batch.id, reason.to_string());
+        let (rows, brow, entry) = self
+            .inner
+            .store
+            .write(move |ctx| {
+                db::set_batch(ctx, batch_id, "needs_attention", None, None, Some(&reason_owned))?;
+                ctx.conn.execute(
+                    "UPDATE withdrawals SET state = 'needs_attention', note = ?2, updated_at = ?3
+                     WHERE batch_id = ?1 AND state IN ('batched', 'broadcast')",
+                    rusqlite::params![batch_id, reason_owned, ctx.now_s],
+                )?;
+                let entry = audit::record(ctx, &Actor::System, "needs_attention", &format!("batch:{batch_id}"), &reason_owned)?;
+                let rows: Vec<_> = db::withdrawals_of_batch(ctx.conn, batch_id)?.iter().map(Withdrawal::row).collect();
+                let batch = db::get_batch(ctx.conn, batch_id)?.ok_or(PayoutError::NotFound("batch"))?;
+                Ok::<_, PayoutError>((rows, db::batch_row(ctx.conn, &batch)?, entry))
+            })
+            .await?;
+        tracing::error!(batch = batch.id, reason, "payout batch needs an admin decision");
+        for row in rows {
+            self.inner.bus.publish(BusEvent::Withdrawal(row));
+        }
+        self.inner.bus.publish(BusEvent::Batch(brow));
+        self.inner.bus.publish(BusEvent::Audit(entry));
+        Ok(())
+    }
+
+    /// The transaction that carries a batch, among those the wallet found by
+    /// its tag: the one still valid (not replaced, not conflicted).
+    fn current_tx(found: &[WalletTx]) -> Option<&WalletTx> {
+        found
+            .iter()
+            .filter(|t| t.replaced_by_txid.is_none() && t.confirmations >= 0 && !t.abandoned)
+            .max_by_key(|t| (t.confirmations, t.in_mempool_or_chain))
+    }
+
+    /// Reconciles one `sending` batch by its tag. Found: broadcast. Not
+    /// found once the grace time has passed: needs attention (never resent).
+    /// Node unreachable: try again later.
+    pub(super) async fn reconcile_sending(&self, batch: &Batch) {
+        let found = match self.inner.wallet.find_by_tag(&batch.tag).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(batch = batch.id, error = %e, "cannot reconcile yet: wallet unavailable");
+                return;
+            }
+        };
+        let result = match Self::current_tx(&found) {
+            Some(tx) => {
+                tracing::warn!(batch = batch.id, txid = %tx.txid, "reconciled: the batch was sent");
+                let tx = tx.clone();
+                self.finish_broadcast(batch, &tx.txid, tx.fee_sat.map(i64::abs)).await
+            }
+            None if !found.is_empty() => {
+                self.needs_attention(batch, "the wallet shows this batch's transaction only as replaced, conflicted or abandoned")
+                    .await
+            }
+            None => {
+                // A node may still be executing a call that timed out: wait
+                // twice the RPC timeout (at least a minute) before deciding.
+                let grace = (2 * self.inner.config.rpc_timeout_s as i64).max(60);
+                if crate::clock::now_s() - batch.updated_at < grace {
+                    return;
+                }
+                self.needs_attention(
+                    batch,
+                    "the batch was committed but the wallet has no transaction with its tag: it may never have been sent, or the wallet lost it. Check the node, then resolve: retry (not sent) or paid (give the txid)",
+                )
+                .await
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(batch = batch.id, error = %e, "could not record reconciliation");
+        }
+    }
+
+    /// Every in-flight batch: `sending` (hot), `psbt_pending` and
+    /// `broadcasting` (cold), then confirmations of broadcast ones.
+    pub async fn reconcile_all(&self) {
+        let _guard = self.inner.lock.lock().await;
+        let batches = match self
+            .inner
+            .store
+            .read(|conn| db::batches_in(conn, &["sending", "psbt_pending", "broadcasting", "broadcast", "needs_attention"]))
+            .await
+        {
+            Ok(batches) => batches,
+            Err(e) => {
+                tracing::warn!(error = %e, "reconcile: cannot read batches");
+                return;
+            }
+        };
+        for batch in batches {
+            match batch.state.as_str() {
+                "sending" => self.reconcile_sending(&batch).await,
+                "psbt_pending" => self.reconcile_psbt_pending(&batch).await,
+                "broadcasting" => self.reconcile_broadcasting(&batch).await,
+                "broadcast" => self.track_confirmations(&batch).await,
+                // A batch parked because its transaction could not be found:
+                // if the wallet shows it now, that is proof, and recording
+                // it is safe.
+                "needs_attention" if batch.txid.is_none() && batch.mode == "hot" => {
+                    if let Ok(found) = self.inner.wallet.find_by_tag(&batch.tag).await
+                        && let Some(tx) = Self::current_tx(&found).filter(|t| t.in_mempool_or_chain)
+                    {
+                        let tx = tx.clone();
+                        tracing::warn!(batch = batch.id, txid = %tx.txid, "batch in needs_attention found in the wallet: recording it as paid");
+                        if let Err(e) = self.settle_found(&batch, &tx).await {
+                            tracing::error!(batch = batch.id, error = %e, "could not record the found payment");
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Follows a broadcast batch: confirmations, replacements, conflicts,
+    /// drops.
+    async fn track_confirmations(&self, batch: &Batch) {
+        let Some(txid) = batch.txid.clone() else {
+            return;
+        };
+        let tx = match self.inner.wallet.transaction(&txid).await {
+            Ok(Some(tx)) => tx,
+            Ok(None) => {
+                let _ = self
+                    .needs_attention(batch, &format!("the wallet does not know transaction {txid} any more"))
+                    .await;
+                return;
+            }
+            Err(_) => return, // node unavailable: try later
+        };
+        if let Some(replacement) = tx.replaced_by_txid.clone() {
+            if let Ok(Some(new)) = self.inner.wallet.transaction(&replacement).await
+                && Self::pays_outputs(&new, &batch.outputs)
+            {
+                let fee = new.fee_sat.map(i64::abs);
+                let result = self.record_replacement(batch, &replacement, fee).await;
+                if let Err(e) = result {
+                    tracing::error!(batch = batch.id, error = %e, "could not record the replacement");
+                }
+                return;
+            }
+            let _ = self
+                .needs_attention(batch, &format!("transaction {txid} was replaced by {replacement}, which does not pay the batch"))
+                .await;
+            return;
+        }
+        if tx.confirmations < 0 {
+            // A conflicting transaction was mined. A replacement carrying
+            // our tag is fine (e.g. fee bumped elsewhere); anything else is
+            // for the admin.
+            if let Ok(found) = self.inner.wallet.find_by_tag(&batch.tag).await
+                && let Some(current) = Self::current_tx(&found).filter(|t| t.txid != txid && Self::pays_outputs(t, &batch.outputs))
+            {
+                let current = current.clone();
+                let _ = self.record_replacement(batch, &current.txid, current.fee_sat.map(i64::abs)).await;
+                return;
+            }
+            let _ = self
+                .needs_attention(batch, &format!("transaction {txid} conflicts with a mined transaction: the payout did not happen"))
+                .await;
+            return;
+        }
+        if tx.confirmations == 0 && !tx.in_mempool_or_chain {
+            let _ = self
+                .needs_attention(batch, &format!("transaction {txid} was dropped from the mempool"))
+                .await;
+            return;
+        }
+        let required = i64::from(self.inner.config.confirmations.max(1));
+        let batch_id = batch.id;
+        let confirmations = tx.confirmations;
+        let result = self
+            .inner
+            .store
+            .write(move |ctx| {
+                db::set_confirmations(ctx, batch_id, confirmations)?;
+                if confirmations >= required {
+                    db::set_batch(ctx, batch_id, "confirmed", None, None, Some(&format!("{confirmations} confirmations")))?;
+                    ctx.conn.execute(
+                        "UPDATE withdrawals SET state = 'confirmed', updated_at = ?2 WHERE batch_id = ?1 AND state = 'broadcast'",
+                        rusqlite::params![batch_id, ctx.now_s],
+                    )?;
+                    let rows: Vec<_> = db::withdrawals_of_batch(ctx.conn, batch_id)?.iter().map(Withdrawal::row).collect();
+                    let batch = db::get_batch(ctx.conn, batch_id)?.ok_or(PayoutError::NotFound("batch"))?;
+                    return Ok::<_, PayoutError>(Some((rows, db::batch_row(ctx.conn, &batch)?)));
+                }
+                Ok(None)
+            })
+            .await;
+        match result {
+            Ok(Some((rows, brow))) => {
+                tracing::info!(batch = batch.id, confirmations, "payout batch confirmed");
+                for row in rows {
+                    self.inner.bus.publish(BusEvent::Withdrawal(row));
+                }
+                self.inner.bus.publish(BusEvent::Batch(brow));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(batch = batch.id, error = %e, "could not record confirmations"),
+        }
+    }
+
+    /// Whether a wallet transaction pays at least every output of a batch.
+    fn pays_outputs(tx: &WalletTx, outputs: &[Output]) -> bool {
+        outputs.iter().all(|o| {
+            tx.sends
+                .iter()
+                .any(|s| s.address == o.address && s.amount_sat == o.amount_sat)
+        })
+    }
+
+    async fn record_replacement(&self, batch: &Batch, txid: &str, fee_sat: Option<i64>) -> Result<(), PayoutError> {
+        let (batch_id, old, new) = (batch.id, batch.txid.clone().unwrap_or_default(), txid.to_string());
+        let entry = self
+            .inner
+            .store
+            .write(move |ctx| {
+                for w in db::withdrawals_of_batch(ctx.conn, batch_id)? {
+                    db::mark_paid(ctx, &w, &new)?;
+                }
+                let note = format!("replaced: {old} → {new} (fee bump)");
+                db::set_batch(ctx, batch_id, "broadcast", Some(&new), None, Some(&note))?;
+                ctx.conn.execute(
+                    "UPDATE payout_batches SET txid = ?2 WHERE id = ?1",
+                    rusqlite::params![batch_id, new],
+                )?;
+                if let Some(fee) = fee_sat {
+                    db::record_fee(ctx, batch_id, &new, fee)?;
+                }
+                Ok::<_, PayoutError>(audit::record(ctx, &Actor::System, "replaced", &format!("batch:{batch_id}"), &note)?)
+            })
+            .await?;
+        tracing::warn!(batch = batch.id, txid, "payout transaction was replaced; following the replacement");
+        self.inner.bus.publish(BusEvent::Audit(entry));
+        Ok(())
+    }
+
+    /// Admin decision on a batch in `needs_attention`.
+    pub async fn resolve(&self, actor: Actor, batch_id: i64, resolution: BatchResolution) -> Result<BatchRow, PayoutError> {
+        let _guard = self.inner.lock.lock().await;
+        let batch = self
+            .inner
+            .store
+            .read(move |conn| db::get_batch(conn, batch_id))
+            .await?
+            .ok_or(PayoutError::NotFound("batch"))?;
+        if batch.state != "needs_attention" {
+            return Err(PayoutError::WrongState {
+                what: format!("batch {batch_id}"),
+                state: batch.state,
+            });
+        }
+        match resolution {
+            BatchResolution::Paid { txid } => {
+                let tx = self
+                    .inner
+                    .wallet
+                    .transaction(&txid)
+                    .await?
+                    .ok_or_else(|| PayoutError::Invalid(format!("the wallet does not know transaction {txid}")))?;
+                if !Self::pays_outputs(&tx, &batch.outputs) {
+                    return Err(PayoutError::Invalid(format!(
+                        "transaction {txid} does not pay every output of batch {batch_id}"
+                    )));
+                }
+                self.audit_decision(&actor, batch_id, &format!("resolved as paid by {txid}")).await?;
+                self.settle_found(&batch, &tx).await?;
+            }
+            BatchResolution::Retry | BatchResolution::Failed => {
+                // Refuse if the wallet now shows the batch as sent after all.
+                if let Ok(found) = self.inner.wallet.find_by_tag(&batch.tag).await
+                    && let Some(tx) = Self::current_tx(&found).filter(|t| t.in_mempool_or_chain)
+                {
+                    return Err(PayoutError::Conflict(format!(
+                        "the wallet shows batch {batch_id} as sent in {}: resolve it as paid",
+                        tx.txid
+                    )));
+                }
+                let give_up = matches!(resolution, BatchResolution::Failed);
+                let who = actor.to_string();
+                let decision = if give_up {
+                    "resolved as failed: funds returned to the miners"
+                } else {
+                    "resolved as not sent: withdrawals wait for the next batch"
+                };
+                let (rows, entry) = self
+                    .inner
+                    .store
+                    .write(move |ctx| {
+                        let ids: Vec<i64> = db::withdrawals_of_batch(ctx.conn, batch_id)?.iter().map(|w| w.id).collect();
+                        for id in &ids {
+                            let w = db::get_withdrawal(ctx.conn, *id)?.ok_or(PayoutError::NotFound("withdrawal"))?;
+                            db::unmark_paid(ctx, &w)?;
+                        }
+                        db::set_batch(ctx, batch_id, "failed", None, None, Some(decision))?;
+                        if give_up {
+                            for id in &ids {
+                                let w = db::get_withdrawal(ctx.conn, *id)?.ok_or(PayoutError::NotFound("withdrawal"))?;
+                                db::release(ctx, &w, "failed", Some(&who), decision)?;
+                            }
+                        } else {
+                            db::unbatch(ctx, batch_id, decision)?;
+                        }
+                        let entry = audit::record(ctx, &actor, "resolve_batch", &format!("batch:{batch_id}"), decision)?;
+                        let mut rows = Vec::with_capacity(ids.len());
+                        for id in &ids {
+                            if let Some(w) = db::get_withdrawal(ctx.conn, *id)? {
+                                rows.push(w.row());
+                            }
+                        }
+                        Ok::<_, PayoutError>((rows, entry))
+                    })
+                    .await?;
+                for row in rows {
+                    self.inner.bus.publish(BusEvent::Withdrawal(row));
+                }
+                self.inner.bus.publish(BusEvent::Audit(entry));
+            }
+        }
+        let batch = self
+            .inner
+            .store
+            .read(move |conn| {
+                let batch = db::get_batch(conn, batch_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                db::batch_row(conn, &batch)
+            })
+            .await?;
+        self.inner.bus.publish(BusEvent::Batch(batch.clone()));
+        Ok(batch)
+    }
+
+    async fn audit_decision(&self, actor: &Actor, batch_id: i64, detail: &str) -> Result<(), PayoutError> {
+        let (actor, detail) = (actor.clone(), detail.to_string());
+        let entry = self
+            .inner
+            .store
+            .write(move |ctx| Ok::<_, PayoutError>(audit::record(ctx, &actor, "resolve_batch", &format!("batch:{batch_id}"), &detail)?))
+            .await?;
+        self.inner.bus.publish(BusEvent::Audit(entry));
+        Ok(())
+    }
+
+    pub async fn batch_outcome(&self, batch_id: i64, psbt: Option<String>) -> Result<BatchOutcome, PayoutError> {
+        let batch = self
+            .inner
+            .store
+            .read(move |conn| {
+                let batch = db::get_batch(conn, batch_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                db::batch_row(conn, &batch)
+            })
+            .await?;
+        Ok(BatchResult { batch, psbt })
+    }
+
+    pub async fn batches(&self, limit: u32) -> Result<Vec<BatchRow>, PayoutError> {
+        let limit = limit.clamp(1, 500);
+        Ok(self
+            .inner
+            .store
+            .read(move |conn| {
+                db::recent_batches(conn, limit)?
+                    .iter()
+                    .map(|b| db::batch_row(conn, b))
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?)
+    }
+
+    /// Creates withdrawals for miners whose balance reached their threshold
+    /// (the seed's auto_batch_payout), one open withdrawal per miner.
+    pub async fn auto_withdraw(&self) -> Result<(), PayoutError> {
+        let min = self.inner.config.min_payout_btc.sat();
+        let delay = self.inner.config.new_address_delay_s as i64;
+        let candidates = self
+            .inner
+            .store
+            .read(move |conn| {
+                let mut stmt = conn.prepare(
+                    "SELECT m.id, m.payout_address, m.payout_address_set_at, COALESCE(m.payout_threshold_sat, 0), a.balance_msat
+                     FROM miners m JOIN accounts a ON a.name = 'miner:' || m.id
+                     WHERE m.active = 1 AND m.payout_address IS NOT NULL AND a.balance_msat >= ?1 * 1000
+                       AND NOT EXISTS (SELECT 1 FROM withdrawals w WHERE w.miner_id = m.id
+                                       AND w.state IN ('requested','approved','batched','needs_attention'))
+                     LIMIT 1000",
+                )?;
+                let rows = stmt.query_map([min], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
+        let now = crate::clock::now_s();
+        for (miner, address, set_at, threshold, balance_msat) in candidates {
+            let amount_sat = balance_msat / 1000;
+            if amount_sat < threshold.max(min) {
+                continue;
+            }
+            let auto = amount_sat < self.inner.config.auto_approve_below_btc.sat();
+            let key = format!("auto:{miner}:{now}");
+            let result = self
+                .create(Actor::System, miner.clone(), address, amount_sat, "auto", key, set_at + delay, auto)
+                .await;
+            match result {
+                Ok(w) => tracing::info!(miner = %miner, withdrawal = w.id, amount_sat, "automatic withdrawal created"),
+                Err(PayoutError::InsufficientFunds { .. }) => {}
+                Err(e) => tracing::warn!(miner = %miner, error = %e, "automatic withdrawal failed"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The worker's batch step: hot mode sends approved withdrawals; cold
+    /// mode prepares a PSBT for review when none is waiting. Conditions
+    /// that hold payouts back become warnings.
+    pub async fn automatic_batch(&self) {
+        let pending = self
+            .inner
+            .store
+            .read(|conn| {
+                Ok((
+                    db::withdrawals_in_state(conn, "approved", 1)?.len(),
+                    db::batches_in(conn, &["psbt_created", "signed"])?.len(),
+                ))
+            })
+            .await;
+        let Ok((approved, open_cold)) = pending else {
+            return;
+        };
+        if approved == 0 {
+            self.set_waiting(Vec::new());
+            return;
+        }
+        let result = match self.inner.config.mode {
+            PayoutMode::Hot => self.send_hot(Actor::System, Vec::new()).await.map(|_| ()),
+            PayoutMode::Cold if open_cold == 0 => self.create_psbt(Actor::System, Vec::new()).await.map(|_| ()),
+            PayoutMode::Cold => Ok(()),
+        };
+        match result {
+            Ok(()) => self.set_waiting(Vec::new()),
+            Err(PayoutError::Waiting(why)) => {
+                tracing::info!(reason = %why, "payouts waiting");
+                self.set_waiting(vec![Warning {
+                    code: "payouts_waiting".into(),
+                    message: why,
+                }]);
+            }
+            Err(PayoutError::Nothing(why)) => {
+                self.set_waiting(vec![Warning {
+                    code: "payouts_waiting".into(),
+                    message: why,
+                }]);
+            }
+            Err(e) => tracing::warn!(error = %e, "automatic payout batch failed"),
+        }
+    }
+
+    fn set_waiting(&self, warnings: Vec<Warning>) {
+        *self.inner.waiting.write().expect("waiting lock") = warnings;
+    }
+}
