@@ -1,0 +1,330 @@
+//! The faucet's payer: every `faucet.batch_interval_s`, queued requests go
+//! out in one `sendmany`.
+//!
+//! Never pay twice:
+//! 1. The batch (its requests, its tag, state `sending`) is committed
+//!    before `send_many` is called.
+//! 2. Success → `paid` with the txid, ledger `faucet:held → faucet:sent`
+//!    per request and the fee `pool:fees → fees:network`.
+//! 3. A definite error (the wallet refused: insufficient funds, bad
+//!    address) proves nothing was sent → the batch is `failed` and its
+//!    requests go back to the queue for the next round (new batch, new tag).
+//! 4. An ambiguous error (timeout, connection lost after sending) → look for
+//!    the tag in the wallet first: found → `paid`; otherwise the batch goes
+//!    to `needs_attention` and is **never resent automatically**. Each
+//!    round looks for its tag again and marks it paid if it shows up.
+//! 5. A batch still `sending` at the start of a round was left by a crash:
+//!    it is reconciled the same way as an ambiguous error.
+
+use std::time::Duration;
+
+use crate::app::App;
+use crate::events::BusEvent;
+use crate::metrics::StateLabel;
+
+use super::{Faucet, db, rules};
+
+/// Spent challenges are forgotten this long after they expire (slack for
+/// a clock stepping backwards).
+const CHALLENGE_SLACK_S: i64 = 3600;
+
+/// What one round did, for tests and logs.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Round {
+    /// Batches sent and recorded paid this round.
+    pub paid_batches: Vec<i64>,
+    /// Batches reconciled as paid (found by tag).
+    pub reconciled: Vec<i64>,
+    /// Batches the wallet refused (their requests are queued again).
+    pub failed: Vec<i64>,
+    pub needs_attention: Vec<i64>,
+}
+
+/// Runs rounds until shutdown. The first round runs at once, so batches
+/// left `sending` by a crash are reconciled on start.
+pub async fn run(app: App) {
+    let interval = Duration::from_secs(app.faucet.settings.batch_interval_s.max(1));
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = app.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let round = app.faucet.round().await;
+        if round != Round::default() {
+            tracing::debug!(?round, "faucet round");
+        }
+    }
+}
+
+impl Faucet {
+    /// One round: reconcile open batches, book missing fees, pay the queue,
+    /// forget expired challenges.
+    pub async fn round(&self) -> Round {
+        let mut round = Round::default();
+        self.reconcile(&mut round).await;
+        self.fill_fees().await;
+        if self.settings.enabled {
+            self.pay_queued(&mut round).await;
+        }
+        let before = crate::clock::now_s() - CHALLENGE_SLACK_S;
+        if let Err(e) = self
+            .store
+            .write(move |ctx| db::prune_challenges(ctx, before, 5_000))
+            .await
+        {
+            tracing::warn!(error = %e, "faucet: could not prune spent challenges");
+        }
+        round
+    }
+
+    fn publish(&self, ids: &[i64], state: &'static str) {
+        for id in ids {
+            self.bus.publish(BusEvent::Faucet {
+                id: *id,
+                state: state.to_string(),
+            });
+        }
+        self.metrics
+            .faucet_requests
+            .get_or_create(&StateLabel { state })
+            .inc_by(ids.len() as u64);
+    }
+
+    /// Batches `sending` (left by a crash) or `needs_attention`: look for
+    /// their tag in the wallet. Never sends.
+    async fn reconcile(&self, round: &mut Round) {
+        let open = self
+            .store
+            .read(|conn| {
+                let mut batches = db::batches_in(conn, "sending")?;
+                batches.extend(db::batches_in(conn, "needs_attention")?);
+                Ok(batches)
+            })
+            .await;
+        let batches = match open {
+            Ok(batches) => batches,
+            Err(e) => {
+                tracing::warn!(error = %e, "faucet: cannot read open batches");
+                return;
+            }
+        };
+        for batch in batches {
+            match self.wallet.find_by_tag(&batch.tag).await {
+                Ok(txs) if !txs.is_empty() => {
+                    if txs.len() > 1 {
+                        tracing::error!(
+                            batch = batch.id,
+                            count = txs.len(),
+                            "faucet: several wallet transactions carry one batch tag"
+                        );
+                    }
+                    let tx = &txs[0];
+                    let fee = tx.fee_sat.map(i64::abs);
+                    if self.record_paid(batch.id, &tx.txid, fee).await {
+                        tracing::info!(batch = batch.id, txid = %tx.txid, "faucet: batch found in the wallet and recorded paid");
+                        round.reconciled.push(batch.id);
+                    }
+                }
+                Ok(_) if batch.state == "sending" => {
+                    self.needs_attention(
+                        batch.id,
+                        "left sending by a restart and not found in the wallet: cannot prove it was never sent",
+                        round,
+                    )
+                    .await;
+                }
+                Err(e) if batch.state == "sending" => {
+                    self.needs_attention(
+                        batch.id,
+                        &format!("left sending by a restart; wallet lookup failed: {e}"),
+                        round,
+                    )
+                    .await;
+                }
+                // needs_attention and still not found: stays for the admin.
+                Ok(_) | Err(_) => {}
+            }
+        }
+    }
+
+    /// Paid batches whose fee the wallet did not tell at the time.
+    async fn fill_fees(&self) {
+        let Ok(batches) = self.store.read(db::paid_without_fee).await else {
+            return;
+        };
+        for batch in batches {
+            let Some(txid) = batch.txid.clone() else {
+                continue;
+            };
+            if let Ok(Some(tx)) = self.wallet.transaction(&txid).await
+                && let Some(fee) = tx.fee_sat
+            {
+                let fee = fee.abs();
+                let id = batch.id;
+                if let Err(e) = self
+                    .store
+                    .write(move |ctx| db::record_fee(ctx, id, fee))
+                    .await
+                {
+                    tracing::warn!(batch = id, error = %e, "faucet: could not record a batch fee");
+                }
+            }
+        }
+    }
+
+    async fn pay_queued(&self, round: &mut Round) {
+        let limit = self.settings.max_outputs_per_batch;
+        let queued = match self.store.read(move |conn| db::queued(conn, limit)).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "faucet: cannot read the queue");
+                return;
+            }
+        };
+        if queued.is_empty() {
+            return;
+        }
+        let estimate = match self.wallet.estimate_fee_rate().await {
+            Ok(estimate) => estimate,
+            Err(e) => {
+                tracing::debug!(error = %e, "faucet: no fee estimate; using the fallback");
+                None
+            }
+        };
+        let fee_rate = rules::fee_rate(
+            estimate,
+            self.settings.fallback_fee_rate_sat_vb,
+            self.settings.max_fee_rate_sat_vb,
+        );
+        let ids: Vec<i64> = queued.iter().map(|r| r.id).collect();
+        // 1. The intent, durable before any call that can spend.
+        let intent = match self
+            .store
+            .write(move |ctx| db::open_batch(ctx, &ids, fee_rate))
+            .await
+        {
+            Ok(Some(intent)) => intent,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "faucet: could not open a batch; nothing sent");
+                return;
+            }
+        };
+        let batch = intent.batch;
+        self.publish(&batch.request_ids, "sending");
+        match self
+            .wallet
+            .send_many(&intent.outputs, &batch.tag, fee_rate)
+            .await
+        {
+            Ok(txid) => {
+                let fee = match self.wallet.transaction(&txid).await {
+                    Ok(Some(tx)) => tx.fee_sat.map(i64::abs),
+                    _ => None,
+                };
+                if self.record_paid(batch.id, &txid, fee).await {
+                    tracing::info!(batch = batch.id, %txid, requests = batch.request_ids.len(), "faucet batch paid");
+                    round.paid_batches.push(batch.id);
+                }
+                self.set_last_error(None);
+            }
+            Err(e) if e.is_definite() => {
+                // Nothing was sent: the requests wait for the next round.
+                let note = format!("wallet refused: {e}");
+                tracing::error!(batch = batch.id, error = %e, "faucet batch refused by the wallet; requests stay queued");
+                self.set_last_error(Some(e.to_string()));
+                let id = batch.id;
+                let write_note = note.clone();
+                match self
+                    .store
+                    .write(move |ctx| db::mark_failed(ctx, id, &write_note))
+                    .await
+                {
+                    Ok(()) => {
+                        self.publish(&batch.request_ids, "queued");
+                        round.failed.push(batch.id);
+                    }
+                    // Left `sending`: the next round reconciles it by tag.
+                    Err(e) => {
+                        tracing::warn!(batch = id, error = %e, "faucet: could not record a refused batch")
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(batch = batch.id, error = %e, "faucet batch: no clear answer from the wallet; reconciling by tag");
+                self.set_last_error(Some(e.to_string()));
+                match self.wallet.find_by_tag(&batch.tag).await {
+                    Ok(txs) if !txs.is_empty() => {
+                        let tx = &txs[0];
+                        if self
+                            .record_paid(batch.id, &tx.txid, tx.fee_sat.map(i64::abs))
+                            .await
+                        {
+                            round.reconciled.push(batch.id);
+                        }
+                    }
+                    Ok(_) => {
+                        self.needs_attention(
+                            batch.id,
+                            &format!("send had no clear answer ({e}) and the wallet has no transaction with this tag yet"),
+                            round,
+                        )
+                        .await;
+                    }
+                    Err(lookup) => {
+                        self.needs_attention(
+                            batch.id,
+                            &format!("send had no clear answer ({e}); wallet lookup failed too ({lookup})"),
+                            round,
+                        )
+                        .await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records a batch paid; true when this call changed it.
+    async fn record_paid(&self, batch_id: i64, txid: &str, fee_sat: Option<i64>) -> bool {
+        let txid_owned = txid.to_string();
+        match self
+            .store
+            .write(move |ctx| db::mark_paid(ctx, batch_id, &txid_owned, fee_sat))
+            .await
+        {
+            Ok(ids) => {
+                self.publish(&ids, "paid");
+                !ids.is_empty()
+            }
+            Err(e) => {
+                // The batch stays open; the next round finds it by tag.
+                tracing::error!(batch = batch_id, %txid, error = %e, "faucet: batch paid but not recorded yet");
+                false
+            }
+        }
+    }
+
+    async fn needs_attention(&self, batch_id: i64, note: &str, round: &mut Round) {
+        tracing::error!(
+            batch = batch_id,
+            note,
+            "faucet batch needs attention: it will not be resent automatically"
+        );
+        let note = note.to_string();
+        match self
+            .store
+            .write(move |ctx| db::mark_needs_attention(ctx, batch_id, &note))
+            .await
+        {
+            Ok(ids) => {
+                self.publish(&ids, "needs_attention");
+                round.needs_attention.push(batch_id);
+            }
+            Err(e) => {
+                tracing::warn!(batch = batch_id, error = %e, "faucet: could not record needs_attention")
+            }
+        }
+    }
+}
