@@ -1,3 +1,4 @@
 //! Support code for the end-to-end tests: see the module docs.
+pub mod browser;
 pub mod daemon;
 pub mod standin;

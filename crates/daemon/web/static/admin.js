@@ -99,6 +99,19 @@ async function createPsbt() {
   }
 }
 
+async function sendApproved() {
+  try {
+    const answer = await adminApi('/api/admin/send_batch', {
+      method: 'POST', body: JSON.stringify({ withdrawal_ids: [] }),
+    });
+    const tx = answer.txid ? `, transaction ${answer.txid}` : '';
+    notify($('#wd-msg'), 'ok', `Batch #${answer.batch_id}: ${answer.state}${tx}.`);
+    await loadWithdrawals();
+  } catch (e) {
+    notify($('#wd-msg'), 'bad', 'Could not send: ' + describeError(e));
+  }
+}
+
 // ---- miners and credits -----------------------------------------------------------
 
 async function loadMiners(more) {
@@ -165,6 +178,7 @@ function start() {
     loadWithdrawals();
   });
   $('#wd-state').addEventListener('change', loadWithdrawals);
+  $('#send-approved').addEventListener('click', sendApproved);
   $('#create-psbt').addEventListener('click', createPsbt);
   $('#miners-more').addEventListener('click', () => loadMiners(true));
   $('#credits-more').addEventListener('click', () => loadCredits(true));

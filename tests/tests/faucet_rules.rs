@@ -1,0 +1,339 @@
+//! The faucet against a real daemon: cooldowns by address and by client,
+//! challenge rules, the daily budget under concurrency, X-Forwarded-For
+//! only from trusted proxies, and batched payment by the simulated wallet.
+//! `pooldeskd verify` passes after every scenario.
+
+use std::time::{Duration, Instant};
+
+use bitcoin::secp256k1::{Secp256k1, SecretKey};
+use pooldesk_e2e::daemon::{Daemon, DaemonOptions};
+use serde_json::{Value, json};
+
+/// A fresh regtest address nobody owns.
+fn address() -> String {
+    let secp = Secp256k1::new();
+    let secret = SecretKey::from_slice(&rand::random::<[u8; 32]>()).expect("key");
+    let public = bitcoin::CompressedPublicKey::from_private_key(
+        &secp,
+        &bitcoin::PrivateKey::new(secret, bitcoin::Network::Regtest),
+    )
+    .expect("compressed");
+    bitcoin::Address::p2wpkh(&public, bitcoin::Network::Regtest).to_string()
+}
+
+async fn start(config: &str) -> Daemon {
+    Daemon::start(DaemonOptions {
+        config: config.to_string(),
+        ..DaemonOptions::default()
+    })
+    .await
+}
+
+async fn challenge(d: &Daemon) -> (String, u32) {
+    let (status, body) = d.get("/api/faucet/challenge").await;
+    assert_eq!(status, 200, "challenge: {body}");
+    let challenge = body["challenge"].as_str().expect("challenge").to_string();
+    assert!(challenge.len() >= 32, "at least 128 bits: {challenge}");
+    assert!(challenge.bytes().all(|b| b.is_ascii_hexdigit()));
+    (challenge, body["difficulty_bits"].as_u64().expect("bits") as u32)
+}
+
+/// Posts a faucet request, optionally with an X-Forwarded-For header.
+/// Returns (status, body, Retry-After).
+async fn post(
+    d: &Daemon,
+    address: &str,
+    challenge: &str,
+    nonce: &str,
+    xff: Option<&str>,
+) -> (u16, Value, Option<String>) {
+    let mut request = d
+        .http
+        .post(format!("{}/api/faucet", d.url))
+        .header("content-type", "application/json")
+        .body(
+            serde_json::to_vec(&json!({"address": address, "challenge": challenge, "nonce": nonce}))
+                .expect("json"),
+        );
+    if let Some(xff) = xff {
+        request = request.header("x-forwarded-for", xff);
+    }
+    let response = request.send().await.expect("post faucet");
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap_or("").to_string());
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    (status, body, retry_after)
+}
+
+/// Fetches a challenge, solves it for `address` and posts it.
+async fn claim(d: &Daemon, address: &str, xff: Option<&str>) -> (u16, Value, Option<String>) {
+    let (challenge, bits) = challenge(d).await;
+    let nonce = pooldesk_proto::pow::solve_pow(&challenge, address, bits);
+    post(d, address, &challenge, &nonce, xff).await
+}
+
+const FAST: &str = "[faucet]\ndifficulty_bits = 8\nbatch_interval_s = 3600\n";
+
+#[tokio::test]
+async fn a_second_request_within_the_cooldown_is_refused_by_address_and_by_ip() {
+    // 127.0.0.1 is our trusted proxy, so X-Forwarded-For names the client.
+    let d = start(&format!("{FAST}[http]\ntrusted_proxies = [\"127.0.0.1\"]\n")).await;
+    let a = address();
+    let b = address();
+
+    let (status, body, _) = claim(&d, &a, Some("198.51.100.1")).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["state"], "queued");
+    assert_eq!(body["amount_sat"], 10_000);
+    assert_eq!(body["amount_btc"], "0.00010000");
+    assert!(body["request_id"].as_i64().is_some());
+
+    // Same address, another client: refused by address.
+    let (status, body, retry) = claim(&d, &a, Some("198.51.100.2")).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"], "too_soon");
+    assert_eq!(body["by"], "address");
+    let left = body["seconds_left"].as_u64().expect("seconds_left");
+    assert!(left > 3500 && left <= 3600, "{left}");
+    assert_eq!(retry.as_deref(), Some(left.to_string().as_str()));
+
+    // Same client, another address: refused by IP.
+    let (status, body, _) = claim(&d, &b, Some("198.51.100.1")).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"], "too_soon");
+    assert_eq!(body["by"], "ip");
+    assert!(body["seconds_left"].as_u64().unwrap() > 0);
+
+    // IPv6 clients are counted per /64.
+    let (status, body, _) = claim(&d, &b, Some("2001:db8:5:6::1")).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body, _) = claim(&d, &address(), Some("2001:db8:5:6:ffff::2")).await;
+    assert_eq!(status, 429, "same /64: {body}");
+    assert_eq!(body["by"], "ip");
+
+    // Nothing refused was held.
+    assert_eq!(
+        d.sql_i64("SELECT balance_msat FROM accounts WHERE name = 'faucet:held'"),
+        2 * 10_000 * 1000
+    );
+    d.assert_verified();
+}
+
+#[tokio::test]
+async fn forged_reused_expired_and_unsolved_challenges_are_refused() {
+    let d = start("[faucet]\ndifficulty_bits = 8\nbatch_interval_s = 3600\nchallenge_ttl_s = 3\n[http]\ntrusted_proxies = [\"127.0.0.1\"]\n").await;
+
+    // Forged: the right shape, not ours.
+    let forged: String = (0..80).map(|_| format!("{:x}", rand::random::<u8>() % 16)).collect();
+    let a = address();
+    let nonce = pooldesk_proto::pow::solve_pow(&forged, &a, 8);
+    let (status, body, _) = post(&d, &a, &forged, &nonce, Some("203.0.113.1")).await;
+    assert_eq!((status, body["error"].as_str()), (422, Some("bad_pow")), "{body}");
+
+    // A nonce that does not solve it.
+    let (c, bits) = challenge(&d).await;
+    let mut bad = 0u64;
+    while pooldesk_proto::pow::check_pow(&c, &a, &bad.to_string(), bits) {
+        bad += 1;
+    }
+    let (status, body, _) = post(&d, &a, &c, &bad.to_string(), Some("203.0.113.1")).await;
+    assert_eq!((status, body["error"].as_str()), (422, Some("bad_pow")), "{body}");
+
+    // Not an address of this network / not an address.
+    let (status, body, _) = post(
+        &d,
+        "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
+        &c,
+        "1",
+        Some("203.0.113.1"),
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (422, Some("bad_address")), "{body}");
+    let (status, body, _) = post(&d, "hello", &c, "1", Some("203.0.113.1")).await;
+    assert_eq!((status, body["error"].as_str()), (422, Some("bad_address")), "{body}");
+
+    // Used once, then reused (another address, another client).
+    let nonce = pooldesk_proto::pow::solve_pow(&c, &a, bits);
+    let (status, body, _) = post(&d, &a, &c, &nonce, Some("203.0.113.1")).await;
+    assert_eq!(status, 202, "{body}");
+    let b = address();
+    let nonce_b = pooldesk_proto::pow::solve_pow(&c, &b, bits);
+    let (status, body, _) = post(&d, &b, &c, &nonce_b, Some("203.0.113.2")).await;
+    assert_eq!((status, body["error"].as_str()), (422, Some("bad_pow")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("already used"), "{body}");
+
+    // Expired: solved, but posted after the TTL.
+    let (c, bits) = challenge(&d).await;
+    let nonce = pooldesk_proto::pow::solve_pow(&c, &b, bits);
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    let (status, body, _) = post(&d, &b, &c, &nonce, Some("203.0.113.3")).await;
+    assert_eq!((status, body["error"].as_str()), (422, Some("challenge_expired")), "{body}");
+
+    // Malformed bodies are JSON errors too.
+    let response = d
+        .http
+        .post(format!("{}/api/faucet", d.url))
+        .header("content-type", "application/json")
+        .body("{\"address\": 1}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 422);
+
+    assert_eq!(
+        d.sql_i64("SELECT COUNT(*) FROM faucet_requests"),
+        1,
+        "only the one valid request was recorded"
+    );
+    d.assert_verified();
+}
+
+#[tokio::test]
+async fn the_daily_budget_holds_under_50_concurrent_requests() {
+    // Budget for exactly 7 requests of 0.0001.
+    let d = start(&format!(
+        "{FAST}daily_budget_btc = \"0.0007\"\ncooldown_s = 3600\n[http]\ntrusted_proxies = [\"127.0.0.1\"]\n"
+    ))
+    .await;
+    // Solve everything first so the posts really race.
+    let mut prepared = Vec::new();
+    for i in 0..50 {
+        let a = address();
+        let (c, bits) = challenge(&d).await;
+        let nonce = pooldesk_proto::pow::solve_pow(&c, &a, bits);
+        prepared.push((a, c, nonce, format!("198.51.100.{}", i + 1)));
+    }
+    let d = std::sync::Arc::new(d);
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(prepared.len()));
+    let mut tasks = Vec::new();
+    for (a, c, nonce, ip) in prepared {
+        let d = d.clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            post(&d, &a, &c, &nonce, Some(&ip)).await
+        }));
+    }
+    let mut accepted = 0;
+    let mut exhausted = 0;
+    for task in tasks {
+        let (status, body, _) = task.await.unwrap();
+        match status {
+            202 => accepted += 1,
+            429 if body["error"] == "budget_exhausted" => exhausted += 1,
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!((accepted, exhausted), (7, 43));
+    assert_eq!(
+        d.sql_i64("SELECT balance_msat FROM accounts WHERE name = 'faucet:held'"),
+        7 * 10_000 * 1000
+    );
+    assert_eq!(d.sql_i64("SELECT COUNT(*) FROM faucet_requests"), 7);
+    let (status, body) = d.get("/api/faucet").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["spent_today_sat"], 70_000);
+    assert_eq!(body["remaining_today_sat"], 0);
+    d.assert_verified();
+}
+
+#[tokio::test]
+async fn x_forwarded_for_counts_only_from_a_trusted_proxy() {
+    // No trusted proxies: the header is anyone's word and is ignored.
+    let d = start(FAST).await;
+    let (status, body, _) = claim(&d, &address(), Some("203.0.113.50")).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body, _) = claim(&d, &address(), Some("203.0.113.51")).await;
+    assert_eq!(status, 429, "spoofed header must not dodge the IP cooldown: {body}");
+    assert_eq!(body["by"], "ip");
+    d.assert_verified();
+
+    // 127.0.0.1 trusted: the header names the client.
+    let d = start(&format!("{FAST}[http]\ntrusted_proxies = [\"127.0.0.1\"]\n")).await;
+    let (status, body, _) = claim(&d, &address(), Some("203.0.113.50")).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body, _) = claim(&d, &address(), Some("203.0.113.51")).await;
+    assert_eq!(status, 202, "another client behind the proxy: {body}");
+    let (status, body, _) = claim(&d, &address(), Some("203.0.113.50")).await;
+    assert_eq!(status, 429, "{body}");
+    d.assert_verified();
+}
+
+#[tokio::test]
+async fn queued_requests_are_paid_in_one_batch_by_the_wallet() {
+    let d = start(
+        "[faucet]\ndifficulty_bits = 8\nbatch_interval_s = 1\n[http]\ntrusted_proxies = [\"127.0.0.1\"]\n",
+    )
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (status, body, _) = claim(&d, &address(), Some(&format!("192.0.2.{}", i + 1))).await;
+        assert_eq!(status, 202, "{body}");
+        ids.push(body["request_id"].as_i64().unwrap());
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut txids = Vec::new();
+    for id in &ids {
+        loop {
+            let (status, body) = d.get(&format!("/api/faucet/requests/{id}")).await;
+            assert_eq!(status, 200, "{body}");
+            if body["state"] == "paid" {
+                let txid = body["txid"].as_str().expect("txid").to_string();
+                assert_eq!(txid.len(), 64);
+                txids.push(txid);
+                break;
+            }
+            assert!(Instant::now() < deadline, "request {id} not paid: {body}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // Requests queued together share one transaction (at most two batches
+    // if a round fell between the posts).
+    txids.dedup();
+    assert!(txids.len() <= 2, "{txids:?}");
+    assert_eq!(
+        d.sql_i64("SELECT balance_msat FROM accounts WHERE name = 'faucet:sent'"),
+        3 * 10_000 * 1000
+    );
+    assert_eq!(
+        d.sql_i64("SELECT balance_msat FROM accounts WHERE name = 'faucet:held'"),
+        0
+    );
+    assert!(d.sql_i64("SELECT balance_msat FROM accounts WHERE name = 'fees:network'") > 0);
+    // The control socket's faucet status (TUI Faucet tab).
+    let mut control = d.control().await;
+    match control
+        .request(pooldesk_proto::control::Request::FaucetStatus)
+        .await
+        .unwrap()
+    {
+        pooldesk_proto::control::Outcome::Ok(pooldesk_proto::control::Response::Faucet(s)) => {
+            assert!(s.enabled);
+            assert_eq!(s.spent_today_sat, 30_000);
+            assert!(s.queued.is_empty());
+            assert_eq!(s.recent.len(), 3);
+            assert!(s.recent.iter().all(|r| r.state == "paid"));
+        }
+        other => panic!("faucet status: {other:?}"),
+    }
+    // Counted in the metrics.
+    let metrics = d.http.get(format!("{}/metrics", d.url)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("pooldesk_faucet_requests_total{state=\"queued\"} 3"), "{metrics}");
+    d.assert_verified();
+}
+
+#[tokio::test]
+async fn a_disabled_faucet_refuses_with_403() {
+    let d = start("[faucet]\nenabled = false\n").await;
+    let (status, body) = d.get("/api/faucet/challenge").await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("faucet_disabled")), "{body}");
+    let (status, body, _) = post(&d, &address(), &"0".repeat(80), "1", None).await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("faucet_disabled")), "{body}");
+    let (status, body) = d.get("/api/faucet").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["enabled"], false);
+    d.assert_verified();
+}
