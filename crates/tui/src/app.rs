@@ -615,13 +615,20 @@ impl App {
         }
     }
 
-    /// Everything shown so far may be stale: subscribe and reload it all.
+    /// A new connection: subscribe, then reload everything shown (it may
+    /// be stale).
     fn on_connected(&mut self) {
         self.miners.reset_in_flight();
         self.withdrawals.reset_in_flight();
         self.psbt.reset_in_flight();
-        self.snapshot_ms = Some(self.shared.clock_ms);
         self.send(Purpose::Subscribe, Request::Subscribe);
+        self.reload_all();
+    }
+
+    /// Asks again for everything shown (after a reconnect, or when the
+    /// daemon says we missed events).
+    fn reload_all(&mut self) {
+        self.snapshot_ms = Some(self.shared.clock_ms);
         self.send(Purpose::Snapshot, Request::Snapshot);
         self.apply(batches_request());
         for tab in [Tab::Withdrawals, Tab::Audit, Tab::Faucet] {
@@ -659,7 +666,7 @@ impl App {
                     Level::Warn,
                     format!("missed {missed} live updates; reloading"),
                 );
-                self.on_connected();
+                self.reload_all();
             }
         }
     }

@@ -16,6 +16,8 @@
 //!    on the same data dir and socket: the TUI is live again by itself.
 //!
 //! Without tmux the test prints `SKIPPED: tmux not found` and passes.
+//! `POOLDESK_E2E_DAEMON=/path/to/pooldeskd` tests that daemon binary
+//! instead of building the workspace's.
 //! Every process started is killed by a guard; every wait has a deadline.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -84,9 +86,19 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds (or confirms up to date) `pooldeskd` with the cargo running this
-/// test; cargo releases its build lock while tests run.
+/// `POOLDESK_E2E_DAEMON` if set (a prebuilt or release daemon), else builds
+/// (or confirms up to date) `pooldeskd` with the cargo running this test;
+/// cargo releases its build lock while tests run.
 fn daemon_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("POOLDESK_E2E_DAEMON") {
+        let path = PathBuf::from(path);
+        assert!(
+            path.exists(),
+            "POOLDESK_E2E_DAEMON: no file at {}",
+            path.display()
+        );
+        return path;
+    }
     let path = target_dir().join("pooldeskd");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let built = Command::new(cargo)

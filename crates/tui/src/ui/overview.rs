@@ -316,6 +316,20 @@ fn draw_chart(frame: &mut Frame, area: Rect, s: &Snapshot) {
         .collect();
     let max = points.iter().map(|p| p.1).fold(0.0_f64, f64::max);
     let top = if max > 0.0 { max * 1.1 } else { 1.0 };
+    // With no hashrate yet, unit labels on an empty scale would mislead.
+    let labels = if max > 0.0 {
+        [
+            "0".to_string(),
+            format::hashrate(top / 2.0),
+            format::hashrate(top),
+        ]
+    } else {
+        [
+            "0".to_string(),
+            String::new(),
+            "no hashrate yet".to_string(),
+        ]
+    };
     let dataset = Dataset::default()
         .marker(Marker::Braille)
         .graph_type(GraphType::Line)
@@ -328,10 +342,6 @@ fn draw_chart(frame: &mut Frame, area: Rect, s: &Snapshot) {
                 .bounds([-60.0, 0.0])
                 .labels(["-60m", "-30m", "now"]),
         )
-        .y_axis(Axis::default().bounds([0.0, top]).labels([
-            "0".to_string(),
-            format::hashrate(top / 2.0),
-            format::hashrate(top),
-        ]));
+        .y_axis(Axis::default().bounds([0.0, top]).labels(labels));
     frame.render_widget(chart, area);
 }
