@@ -422,22 +422,6 @@ impl Daemon {
             .await
             .expect("control socket")
     }
-
-    /// Reads one value with SQLite directly (read-only, beside the daemon).
-    pub fn sql_i64(&self, sql: &str) -> i64 {
-        let output = Command::new("sqlite3")
-            .arg("-readonly")
-            .arg(self.data_dir.join("ledger.sqlite"))
-            .arg(sql)
-            .output();
-        match output {
-            Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .parse()
-                .unwrap_or(0),
-            _ => panic!("sqlite3 not available or query failed: {sql}"),
-        }
-    }
 }
 
 impl Drop for Daemon {

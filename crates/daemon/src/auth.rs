@@ -222,13 +222,14 @@ fn header(headers: &HeaderMap, name: &'static str) -> Result<String, AuthError> 
         "x-signature" => "X-Signature",
         _ => "X-Timestamp",
     };
-    let value = headers
-        .get(name)
-        .ok_or(AuthError::Missing(display))?
-        .to_str()
-        .map_err(|_| AuthError::Missing(display))?
-        .trim()
-        .to_string();
+    let bytes = headers.get(name).ok_or(AuthError::Missing(display))?.as_bytes();
+    // Ids may be non-ASCII (`müller`): clients send UTF-8, and Python's
+    // http.client sends Latin-1. Accept both.
+    let value = match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_string(),
+        Err(_) => bytes.iter().map(|b| char::from(*b)).collect(),
+    };
+    let value = value.trim().to_string();
     if value.is_empty() {
         return Err(AuthError::Missing(display));
     }
