@@ -422,6 +422,20 @@ impl Daemon {
             .await
             .expect("control socket")
     }
+
+    /// Reads one integer with SQLite directly (read-only, beside the live
+    /// daemon; WAL lets both work).
+    pub fn sql_i64(&self, sql: &str) -> i64 {
+        let conn = rusqlite::Connection::open_with_flags(
+            self.data_dir.join("ledger.sqlite"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the ledger read-only");
+        conn.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+        conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .unwrap_or(0)
+    }
 }
 
 impl Drop for Daemon {
