@@ -16,7 +16,7 @@
 //!    on the same data dir and socket: the TUI is live again by itself.
 //!
 //! Without tmux the test prints `SKIPPED: tmux not found` and passes.
-//! `POOLDESK_E2E_DAEMON=/path/to/pooldeskd` tests that daemon binary
+//! `E2E_POOLDESKD=/path/to/pooldeskd` tests that daemon binary
 //! instead of building the workspace's.
 //! Every process started is killed by a guard; every wait has a deadline.
 
@@ -37,6 +37,8 @@ struct Guard {
     daemon: Option<Child>,
     tmux_socket: String,
     tmux_started: bool,
+    /// Printed when the test fails, to say what the daemon saw.
+    daemon_log: PathBuf,
 }
 
 impl Guard {
@@ -51,6 +53,14 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         self.stop_daemon();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.daemon_log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- last lines of the pooldeskd log ---");
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
         if self.tmux_started {
             let _ = Command::new("tmux")
                 .args(["-L", &self.tmux_socket, "kill-server"])
@@ -86,15 +96,15 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// `POOLDESK_E2E_DAEMON` if set (a prebuilt or release daemon), else builds
+/// `E2E_POOLDESKD` if set (a prebuilt or release daemon), else builds
 /// (or confirms up to date) `pooldeskd` with the cargo running this test;
 /// cargo releases its build lock while tests run.
 fn daemon_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("POOLDESK_E2E_DAEMON") {
+    if let Some(path) = std::env::var_os("E2E_POOLDESKD") {
         let path = PathBuf::from(path);
         assert!(
             path.exists(),
-            "POOLDESK_E2E_DAEMON: no file at {}",
+            "E2E_POOLDESKD: no file at {}",
             path.display()
         );
         return path;
@@ -132,7 +142,15 @@ fn start_daemon(bin: &Path, data: &Path, socket: &Path, log: &Path) -> Child {
         .open(log)
         .expect("daemon log");
     let err = log.try_clone().expect("log clone");
-    Command::new(bin)
+    let mut command = Command::new(bin);
+    // The daemon refuses unknown POOLDESK_* variables, and the developer's
+    // own settings must not leak into the daemon under test.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("POOLDESK_") {
+            command.env_remove(name);
+        }
+    }
+    command
         .arg("--demo")
         .arg("--http")
         .arg(format!("127.0.0.1:{}", free_port()))
@@ -308,8 +326,8 @@ fn approve_in_tmux_and_reconnect_after_daemon_restart() {
         daemon: Some(start_daemon(&daemon_bin, &data, &socket, &log)),
         tmux_socket: tmux_socket.clone(),
         tmux_started: false,
+        daemon_log: log.clone(),
     };
-    let daemon_log = || std::fs::read_to_string(&log).unwrap_or_default();
 
     let mut control = wait_for(
         "the daemon's control socket",
@@ -350,7 +368,7 @@ fn approve_in_tmux_and_reconnect_after_daemon_restart() {
         Err(code) if code == "unknown_method" => {
             println!("SKIPPED: daemon does not serve withdrawals yet");
         }
-        Err(other) => panic!("list_withdrawals failed: {other}\n{}", daemon_log()),
+        Err(other) => panic!("list_withdrawals failed: {other}"),
         Ok(_) => {
             let oldest = wait_for(
                 "a requested withdrawal from the demo",
