@@ -76,9 +76,6 @@ async fn run(app: &App, actor: Actor, request: Request) -> Result<Response, Erro
             .await
             .map(|s| Response::Faucet(Box::new(s)))
             .map_err(|e| ErrorBody::new(e.code(), e.to_string())),
-        _ => Err(ErrorBody::new(
-            "unknown_method",
-            "this pooldeskd does not handle that request yet",
-        )),
+        other => crate::payouts::control::handle(app, actor, other).await,
     }
 }

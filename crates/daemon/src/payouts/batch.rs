@@ -349,8 +349,8 @@ impl Payouts {
             }
             None => {
                 // A node may still be executing a call that timed out: wait
-                // twice the RPC timeout (at least a minute) before deciding.
-                let grace = (2 * self.inner.config.rpc_timeout_s as i64).max(60);
+                // twice the RPC timeout before deciding.
+                let grace = 2 * self.inner.config.rpc_timeout_s as i64;
                 if crate::clock::now_s() - batch.updated_at < grace {
                     return;
                 }

@@ -652,7 +652,9 @@ pub async fn run(app: crate::app::App) {
     let payouts = app.payouts.clone();
     let interval = std::time::Duration::from_secs(payouts.inner.config.batch_interval_s);
     let mut health_tick = tokio::time::interval(std::time::Duration::from_secs(5));
-    let mut batch_tick = tokio::time::interval(interval);
+    // The first automatic batch comes one interval after start, not at
+    // once: a restart must not surprise the admin with a payout.
+    let mut batch_tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     batch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     // Reconcile whatever a previous run left in flight before anything else.
