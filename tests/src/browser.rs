@@ -47,9 +47,7 @@ pub struct EventStream {
 impl EventStream {
     /// Opens `url` with an optional `Last-Event-ID` header.
     pub async fn open(url: &str, last_event_id: Option<&str>) -> EventStream {
-        let client = reqwest::Client::builder()
-            .build()
-            .expect("http client");
+        let client = reqwest::Client::builder().build().expect("http client");
         let mut request = client.get(url).header("accept", "text/event-stream");
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id);

@@ -48,9 +48,13 @@ async fn the_dashboard_shows_hashrate_and_balance_change_live() {
     let (status, _) = d.post_report("alice", "rig-1", 1000).await;
     assert_eq!(status, 200);
 
-    browser.goto(&format!("{}/index.html?miner=alice", d.url)).await;
+    browser
+        .goto(&format!("{}/index.html?miner=alice", d.url))
+        .await;
     let balance = browser
-        .wait_text("#balance", WAIT, "the first balance", |t| t.starts_with("0.0000"))
+        .wait_text("#balance", WAIT, "the first balance", |t| {
+            t.starts_with("0.0000")
+        })
         .await;
     let hashrate = browser
         .wait_text("#hr-1m", WAIT, "a hashrate", |t| t.contains("H/s"))
@@ -75,11 +79,17 @@ async fn the_dashboard_shows_hashrate_and_balance_change_live() {
         .wait_text("#hr-1m", WAIT, "the hashrate to change", |t| t != hashrate)
         .await;
     browser
-        .wait_text("#workers", WAIT, "the second worker", |t| t.contains("rig-2"))
+        .wait_text("#workers", WAIT, "the second worker", |t| {
+            t.contains("rig-2")
+        })
         .await;
     let credits = browser.text("#credits").await;
     assert!(credits.contains("rig-2"), "{credits}");
-    assert_eq!(browser.eval("return window.__noReload;").await, 42, "no reload happened");
+    assert_eq!(
+        browser.eval("return window.__noReload;").await,
+        42,
+        "no reload happened"
+    );
     let _ = expected;
     browser.screenshots("dashboard").await;
     browser.close().await;
@@ -98,14 +108,18 @@ async fn a_signed_in_miner_withdraws_and_the_admin_page_shows_it() {
         let (status, body) = d.post_report("bob", "rig", 20_000).await;
         assert_eq!(status, 200, "{body}");
     }
-    browser.goto(&format!("{}/index.html?miner=bob", d.url)).await;
+    browser
+        .goto(&format!("{}/index.html?miner=bob", d.url))
+        .await;
     browser
         .wait_text("#balance", WAIT, "bob's balance", |t| t == "0.00060000")
         .await;
     browser.fill("#api-key", &key).await;
     browser.click("#signin-form button[type=submit]").await;
     browser
-        .wait_text("#account-msg", WAIT, "signed in", |t| t.contains("Signed in"))
+        .wait_text("#account-msg", WAIT, "signed in", |t| {
+            t.contains("Signed in")
+        })
         .await;
     // The key is kept in localStorage (the page warns about it).
     let stored = browser
@@ -124,7 +138,9 @@ async fn a_signed_in_miner_withdraws_and_the_admin_page_shows_it() {
     let msg = browser.text("#account-msg").await;
     assert!(msg.contains("saved"), "{msg}");
     browser
-        .wait_text("#payout-address", WAIT, "the address shown", |t| t == address)
+        .wait_text("#payout-address", WAIT, "the address shown", |t| {
+            t == address
+        })
         .await;
 
     browser.fill("#withdraw-amount", "0.0002").await;
@@ -154,7 +170,10 @@ async fn a_signed_in_miner_withdraws_and_the_admin_page_shows_it() {
     let rows = browser
         .wait_text("#withdrawals", WAIT, "bob's request", |t| t.contains("bob"))
         .await;
-    assert!(rows.contains("0.00020000") && rows.contains(&address), "{rows}");
+    assert!(
+        rows.contains("0.00020000") && rows.contains(&address),
+        "{rows}"
+    );
     assert_eq!(
         browser
             .eval("return sessionStorage.getItem('pooldesk.adminKey');")
@@ -166,9 +185,13 @@ async fn a_signed_in_miner_withdraws_and_the_admin_page_shows_it() {
     assert!(!url.contains(&d.admin_key), "key never in a URL: {url}");
     browser.screenshots("admin").await;
     // Approve from the page.
-    browser.click("#withdrawals button[data-action=approve]").await;
     browser
-        .wait_text("#wd-msg", WAIT, "approval", |t| t.contains("approved") || t.contains("not"))
+        .click("#withdrawals button[data-action=approve]")
+        .await;
+    browser
+        .wait_text("#wd-msg", WAIT, "approval", |t| {
+            t.contains("approved") || t.contains("not")
+        })
         .await;
     let msg = browser.text("#wd-msg").await;
     assert!(msg.contains("approved"), "{msg}");
@@ -185,13 +208,17 @@ async fn the_faucet_page_solves_the_challenge_and_is_paid() {
     let d = start("[faucet]\ndifficulty_bits = 12\nbatch_interval_s = 1\n").await;
     browser.goto(&format!("{}/faucet.html", d.url)).await;
     browser
-        .wait_text("#faucet-info", WAIT, "faucet info", |t| t.contains("per request"))
+        .wait_text("#faucet-info", WAIT, "faucet info", |t| {
+            t.contains("per request")
+        })
         .await;
     let address = regtest_address();
     browser.fill("#address", &address).await;
     browser.click("#request").await;
     browser
-        .wait_text("#work-text", WAIT, "progress", |t| t.contains("hashes tried"))
+        .wait_text("#work-text", WAIT, "progress", |t| {
+            t.contains("hashes tried")
+        })
         .await;
     let txid = browser
         .wait_text("#req-txid", WAIT, "the payout txid", |t| {
@@ -257,7 +284,10 @@ async fn the_app_is_installable_and_its_shell_works_offline() {
     let controlled = browser
         .eval("return navigator.serviceWorker.controller !== null;")
         .await;
-    assert_eq!(controlled, true, "the page is controlled by the service worker");
+    assert_eq!(
+        controlled, true,
+        "the page is controlled by the service worker"
+    );
     browser.screenshots("installable").await;
 
     // Daemon gone: the shell still loads from the cache, the API says offline.

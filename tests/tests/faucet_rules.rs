@@ -35,7 +35,10 @@ async fn challenge(d: &Daemon) -> (String, u32) {
     let challenge = body["challenge"].as_str().expect("challenge").to_string();
     assert!(challenge.len() >= 32, "at least 128 bits: {challenge}");
     assert!(challenge.bytes().all(|b| b.is_ascii_hexdigit()));
-    (challenge, body["difficulty_bits"].as_u64().expect("bits") as u32)
+    (
+        challenge,
+        body["difficulty_bits"].as_u64().expect("bits") as u32,
+    )
 }
 
 /// Posts a faucet request, optionally with an X-Forwarded-For header.
@@ -52,8 +55,10 @@ async fn post(
         .post(format!("{}/api/faucet", d.url))
         .header("content-type", "application/json")
         .body(
-            serde_json::to_vec(&json!({"address": address, "challenge": challenge, "nonce": nonce}))
-                .expect("json"),
+            serde_json::to_vec(
+                &json!({"address": address, "challenge": challenge, "nonce": nonce}),
+            )
+            .expect("json"),
         );
     if let Some(xff) = xff {
         request = request.header("x-forwarded-for", xff);
@@ -80,7 +85,10 @@ const FAST: &str = "[faucet]\ndifficulty_bits = 8\nbatch_interval_s = 3600\n";
 #[tokio::test]
 async fn a_second_request_within_the_cooldown_is_refused_by_address_and_by_ip() {
     // 127.0.0.1 is our trusted proxy, so X-Forwarded-For names the client.
-    let d = start(&format!("{FAST}[http]\ntrusted_proxies = [\"127.0.0.1\"]\n")).await;
+    let d = start(&format!(
+        "{FAST}[http]\ntrusted_proxies = [\"127.0.0.1\"]\n"
+    ))
+    .await;
     let a = address();
     let b = address();
 
@@ -127,11 +135,17 @@ async fn forged_reused_expired_and_unsolved_challenges_are_refused() {
     let d = start("[faucet]\ndifficulty_bits = 8\nbatch_interval_s = 3600\nchallenge_ttl_s = 3\n[http]\ntrusted_proxies = [\"127.0.0.1\"]\n").await;
 
     // Forged: the right shape, not ours.
-    let forged: String = (0..80).map(|_| format!("{:x}", rand::random::<u8>() % 16)).collect();
+    let forged: String = (0..80)
+        .map(|_| format!("{:x}", rand::random::<u8>() % 16))
+        .collect();
     let a = address();
     let nonce = pooldesk_proto::pow::solve_pow(&forged, &a, 8);
     let (status, body, _) = post(&d, &a, &forged, &nonce, Some("203.0.113.1")).await;
-    assert_eq!((status, body["error"].as_str()), (422, Some("bad_pow")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("bad_pow")),
+        "{body}"
+    );
 
     // A nonce that does not solve it.
     let (c, bits) = challenge(&d).await;
@@ -140,7 +154,11 @@ async fn forged_reused_expired_and_unsolved_challenges_are_refused() {
         bad += 1;
     }
     let (status, body, _) = post(&d, &a, &c, &bad.to_string(), Some("203.0.113.1")).await;
-    assert_eq!((status, body["error"].as_str()), (422, Some("bad_pow")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("bad_pow")),
+        "{body}"
+    );
 
     // Not an address of this network / not an address.
     let (status, body, _) = post(
@@ -151,9 +169,17 @@ async fn forged_reused_expired_and_unsolved_challenges_are_refused() {
         Some("203.0.113.1"),
     )
     .await;
-    assert_eq!((status, body["error"].as_str()), (422, Some("bad_address")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("bad_address")),
+        "{body}"
+    );
     let (status, body, _) = post(&d, "hello", &c, "1", Some("203.0.113.1")).await;
-    assert_eq!((status, body["error"].as_str()), (422, Some("bad_address")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("bad_address")),
+        "{body}"
+    );
 
     // Used once, then reused (another address, another client).
     let nonce = pooldesk_proto::pow::solve_pow(&c, &a, bits);
@@ -162,15 +188,26 @@ async fn forged_reused_expired_and_unsolved_challenges_are_refused() {
     let b = address();
     let nonce_b = pooldesk_proto::pow::solve_pow(&c, &b, bits);
     let (status, body, _) = post(&d, &b, &c, &nonce_b, Some("203.0.113.2")).await;
-    assert_eq!((status, body["error"].as_str()), (422, Some("bad_pow")), "{body}");
-    assert!(body["message"].as_str().unwrap().contains("already used"), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("bad_pow")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("already used"),
+        "{body}"
+    );
 
     // Expired: solved, but posted after the TTL.
     let (c, bits) = challenge(&d).await;
     let nonce = pooldesk_proto::pow::solve_pow(&c, &b, bits);
     tokio::time::sleep(Duration::from_millis(3_200)).await;
     let (status, body, _) = post(&d, &b, &c, &nonce, Some("203.0.113.3")).await;
-    assert_eq!((status, body["error"].as_str()), (422, Some("challenge_expired")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("challenge_expired")),
+        "{body}"
+    );
 
     // Malformed bodies are JSON errors too.
     let response = d
@@ -247,12 +284,18 @@ async fn x_forwarded_for_counts_only_from_a_trusted_proxy() {
     let (status, body, _) = claim(&d, &address(), Some("203.0.113.50")).await;
     assert_eq!(status, 202, "{body}");
     let (status, body, _) = claim(&d, &address(), Some("203.0.113.51")).await;
-    assert_eq!(status, 429, "spoofed header must not dodge the IP cooldown: {body}");
+    assert_eq!(
+        status, 429,
+        "spoofed header must not dodge the IP cooldown: {body}"
+    );
     assert_eq!(body["by"], "ip");
     d.assert_verified();
 
     // 127.0.0.1 trusted: the header names the client.
-    let d = start(&format!("{FAST}[http]\ntrusted_proxies = [\"127.0.0.1\"]\n")).await;
+    let d = start(&format!(
+        "{FAST}[http]\ntrusted_proxies = [\"127.0.0.1\"]\n"
+    ))
+    .await;
     let (status, body, _) = claim(&d, &address(), Some("203.0.113.50")).await;
     assert_eq!(status, 202, "{body}");
     let (status, body, _) = claim(&d, &address(), Some("203.0.113.51")).await;
@@ -320,8 +363,19 @@ async fn queued_requests_are_paid_in_one_batch_by_the_wallet() {
         other => panic!("faucet status: {other:?}"),
     }
     // Counted in the metrics.
-    let metrics = d.http.get(format!("{}/metrics", d.url)).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("pooldesk_faucet_requests_total{state=\"queued\"} 3"), "{metrics}");
+    let metrics = d
+        .http
+        .get(format!("{}/metrics", d.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("pooldesk_faucet_requests_total{state=\"queued\"} 3"),
+        "{metrics}"
+    );
     d.assert_verified();
 }
 
@@ -329,9 +383,17 @@ async fn queued_requests_are_paid_in_one_batch_by_the_wallet() {
 async fn a_disabled_faucet_refuses_with_403() {
     let d = start("[faucet]\nenabled = false\n").await;
     let (status, body) = d.get("/api/faucet/challenge").await;
-    assert_eq!((status, body["error"].as_str()), (403, Some("faucet_disabled")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("faucet_disabled")),
+        "{body}"
+    );
     let (status, body, _) = post(&d, &address(), &"0".repeat(80), "1", None).await;
-    assert_eq!((status, body["error"].as_str()), (403, Some("faucet_disabled")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("faucet_disabled")),
+        "{body}"
+    );
     let (status, body) = d.get("/api/faucet").await;
     assert_eq!(status, 200);
     assert_eq!(body["enabled"], false);

@@ -173,16 +173,15 @@ async fn last_event_id_resumes_without_gaps_or_duplicates() {
         .collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
     // Nothing more for carol after the 30.
-    let extra = resumed.next_of(&["credit"], Duration::from_millis(1500)).await;
+    let extra = resumed
+        .next_of(&["credit"], Duration::from_millis(1500))
+        .await;
     assert!(extra.is_none(), "duplicate after resume: {extra:?}");
 
     // `?last_event_id=` for clients that cannot set headers; a miner
     // stream resumes with the same ids.
-    let mut by_query = EventStream::open(
-        &format!("{url}?miner=carol&last_event_id={last_id}"),
-        None,
-    )
-    .await;
+    let mut by_query =
+        EventStream::open(&format!("{url}?miner=carol&last_event_id={last_id}"), None).await;
     let again = credits(&mut by_query, 16).await;
     assert_eq!(
         again.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
@@ -190,8 +189,13 @@ async fn last_event_id_resumes_without_gaps_or_duplicates() {
     );
     // The header wins over a stale query value (EventSource reconnects so).
     let newest = rest.last().unwrap().id.clone().unwrap();
-    let mut both = EventStream::open(&format!("{url}?last_event_id={last_id}"), Some(&newest)).await;
-    assert!(both.next_of(&["credit"], Duration::from_millis(1500)).await.is_none());
+    let mut both =
+        EventStream::open(&format!("{url}?last_event_id={last_id}"), Some(&newest)).await;
+    assert!(
+        both.next_of(&["credit"], Duration::from_millis(1500))
+            .await
+            .is_none()
+    );
     d.assert_verified();
 }
 
@@ -205,7 +209,10 @@ async fn an_id_older_than_the_window_gets_reset_then_live_events() {
     assert!(first.id.is_none());
     assert_eq!(first.json()["reason"], "too_old");
     report(&d, "dave", "w", 5).await;
-    let credit = stream.next_of(&["credit"], WAIT).await.expect("live after reset");
+    let credit = stream
+        .next_of(&["credit"], WAIT)
+        .await
+        .expect("live after reset");
     assert_eq!(credit.json()["miner_id"], "dave");
     // An id that was never ours.
     let mut junk = EventStream::open(&url, Some("not-a-number")).await;
@@ -234,7 +241,15 @@ async fn streams_past_the_limit_get_503_and_the_gauge_follows() {
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse::<i64>().ok())
     };
-    let metrics = d.http.get(format!("{}/metrics", d.url)).send().await.unwrap().text().await.unwrap();
+    let metrics = d
+        .http
+        .get(format!("{}/metrics", d.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(gauge(&metrics), Some(3), "{metrics}");
     open.pop();
     // The server notices the closed connection at its next write (≤ 1 s: pool events).
@@ -381,7 +396,10 @@ async fn sigterm_with_open_streams_shuts_down_promptly() {
     println!("SIGTERM with 50 open streams: exited in {took:?}");
     assert!(took < Duration::from_secs(5), "took {took:?}");
     for r in &mut readers {
-        assert!(r.ended(Duration::from_secs(2)).await, "stream ended cleanly");
+        assert!(
+            r.ended(Duration::from_secs(2)).await,
+            "stream ended cleanly"
+        );
     }
     d.start_again().await;
     d.assert_verified();

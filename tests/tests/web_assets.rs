@@ -20,7 +20,10 @@ const SHELL: &[(&str, &str)] = &[
     ("/static/psbt.js", "text/javascript; charset=utf-8"),
     ("/static/faucet.js", "text/javascript; charset=utf-8"),
     ("/static/pow-worker.js", "text/javascript; charset=utf-8"),
-    ("/static/service-worker.js", "text/javascript; charset=utf-8"),
+    (
+        "/static/service-worker.js",
+        "text/javascript; charset=utf-8",
+    ),
     ("/static/manifest.json", "application/manifest+json"),
     ("/static/icon-192.png", "image/png"),
     ("/static/icon-512.png", "image/png"),
@@ -45,7 +48,10 @@ async fn pages_and_shell_files_carry_type_and_security_headers() {
         assert_eq!(get("content-type"), *content_type, "{path}");
         let csp = get("content-security-policy");
         assert!(csp.contains("default-src 'self'"), "{path}: {csp}");
-        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{path}: {csp}"
+        );
         assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
         assert_eq!(get("x-content-type-options"), "nosniff", "{path}");
         assert_eq!(get("referrer-policy"), "no-referrer", "{path}");
@@ -57,7 +63,11 @@ async fn pages_and_shell_files_carry_type_and_security_headers() {
             assert_eq!(cache, "no-cache", "{path}");
         }
         if *path == "/static/service-worker.js" {
-            assert_eq!(get("service-worker-allowed"), "/", "the worker controls the whole app");
+            assert_eq!(
+                get("service-worker-allowed"),
+                "/",
+                "the worker controls the whole app"
+            );
         }
     }
 }
@@ -65,7 +75,12 @@ async fn pages_and_shell_files_carry_type_and_security_headers() {
 #[tokio::test]
 async fn revalidation_answers_304_with_the_etag() {
     let d = daemon().await;
-    let first = d.http.get(format!("{}/index.html", d.url)).send().await.unwrap();
+    let first = d
+        .http
+        .get(format!("{}/index.html", d.url))
+        .send()
+        .await
+        .unwrap();
     let etag = first.headers()["etag"].to_str().unwrap().to_string();
     let again = d
         .http
@@ -93,7 +108,11 @@ async fn the_manifest_is_a_valid_web_app_manifest_with_real_icons() {
         .unwrap();
     let m: Value = serde_json::from_str(&text).expect("manifest is JSON");
     assert!(m["name"].as_str().is_some_and(|s| !s.is_empty()));
-    assert!(m["short_name"].as_str().is_some_and(|s| !s.is_empty() && s.len() <= 12));
+    assert!(
+        m["short_name"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty() && s.len() <= 12)
+    );
     assert_eq!(m["start_url"], "/");
     assert_eq!(m["scope"], "/");
     assert_eq!(m["display"], "standalone");
@@ -156,10 +175,16 @@ async fn pages_link_only_same_origin_files_and_no_inline_script() {
             .unwrap();
         assert!(html.contains("rel=\"manifest\""), "{page}");
         assert!(html.contains("name=\"viewport\""), "{page}");
-        assert!(!html.contains("http://") && !html.contains("https://"), "{page}: no external URL");
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "{page}: no external URL"
+        );
         for (i, _) in html.match_indices("<script") {
             let tag = &html[i..i + html[i..].find('>').unwrap()];
-            assert!(tag.contains("src=\"/static/"), "{page}: inline script {tag}");
+            assert!(
+                tag.contains("src=\"/static/"),
+                "{page}: inline script {tag}"
+            );
         }
         // Every input has a label.
         for (i, _) in html.match_indices("<input") {
@@ -169,7 +194,10 @@ async fn pages_link_only_same_origin_files_and_no_inline_script() {
                 .nth(1)
                 .and_then(|s| s.split('"').next())
                 .unwrap_or_else(|| panic!("{page}: input without id: {tag}"));
-            assert!(html.contains(&format!("for=\"{id}\"")), "{page}: no label for #{id}");
+            assert!(
+                html.contains(&format!("for=\"{id}\"")),
+                "{page}: no label for #{id}"
+            );
         }
     }
 }

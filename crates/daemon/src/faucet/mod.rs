@@ -380,3 +380,6 @@ impl Faucet {
 pub fn verify(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<crate::ledger::Violation>> {
     db::verify(conn)
 }
+
+#[cfg(test)]
+mod tests;
