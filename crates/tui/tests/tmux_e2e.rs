@@ -372,7 +372,9 @@ fn approve_in_tmux_and_reconnect_after_daemon_restart() {
         Ok(_) => {
             let oldest = wait_for(
                 "a requested withdrawal from the demo",
-                Duration::from_secs(120),
+                // The demo needs about a minute of credits before its first
+                // request; a loaded CI machine may take several.
+                Duration::from_secs(300),
                 || {
                     let rows = control.withdrawals(Some("requested")).ok()?;
                     rows.into_iter().min_by_key(|w| w.id)
