@@ -26,7 +26,7 @@
 //! retained event. **Shutdown** ends every stream, so graceful shutdown
 //! does not wait on them.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -312,7 +312,8 @@ impl Feed {
                 self.item = 1;
                 let json = self.shared.renders.pool(envelope, snapshot);
                 if let Some(miner) = &self.miner {
-                    self.pending = Some(hashrate_event(&self.app, miner));
+                    let json = self.shared.renders.hashrate(envelope.seq, &self.app, miner);
+                    self.pending = Some(Event::default().event("hashrate").data(&*json));
                 }
                 Some(
                     Event::default()
@@ -417,7 +418,8 @@ fn balance_event(miner_id: &str, balance_msat: i64) -> Event {
     )
 }
 
-fn hashrate_event(app: &App, miner_id: &str) -> Event {
+/// The `hashrate` data of one miner, as of now.
+fn hashrate_json_text(app: &App, miner_id: &str) -> String {
     let now = crate::clock::now_s();
     let h = app.tracker.miner(miner_id, now);
     let workers: Vec<Value> = h
@@ -431,16 +433,14 @@ fn hashrate_event(app: &App, miner_id: &str) -> Event {
             })
         })
         .collect();
-    Event::default().event("hashrate").data(
-        json!({
-            "miner_id": miner_id,
-            "at": now,
-            "hashrate": hashrate_json(&h.hashrate),
-            "workers": workers,
-            "last_share_at": h.last_share_at,
-        })
-        .to_string(),
-    )
+    json!({
+        "miner_id": miner_id,
+        "at": now,
+        "hashrate": hashrate_json(&h.hashrate),
+        "workers": workers,
+        "last_share_at": h.last_share_at,
+    })
+    .to_string()
 }
 
 pub fn credit_json(c: &CreditEvent) -> Value {
@@ -504,6 +504,9 @@ pub fn pool_json(snapshot: &Snapshot, at_ms: i64) -> Value {
 #[derive(Default)]
 struct Renders {
     slots: Mutex<VecDeque<(u64, Rendered)>>,
+    /// Per pool tick (its sequence number), each followed miner's
+    /// `hashrate` data: thousands of dashboards follow few miners.
+    hashrates: Mutex<(u64, HashMap<Box<str>, Arc<str>>)>,
 }
 
 #[derive(Clone)]
@@ -527,6 +530,25 @@ impl Renders {
         }
         slots.push_back((seq, rendered.clone()));
         rendered
+    }
+
+    fn hashrate(&self, tick: u64, app: &App, miner_id: &str) -> Arc<str> {
+        let mut cache = self.hashrates.lock().expect("hashrate cache lock");
+        if cache.0 != tick {
+            // A new tick: last tick's figures are stale. (A lagging stream
+            // on an older tick just renders its own copy.)
+            if tick < cache.0 {
+                return hashrate_json_text(app, miner_id).into();
+            }
+            cache.0 = tick;
+            cache.1.clear();
+        }
+        if let Some(json) = cache.1.get(miner_id) {
+            return json.clone();
+        }
+        let json: Arc<str> = hashrate_json_text(app, miner_id).into();
+        cache.1.insert(miner_id.into(), json.clone());
+        json
     }
 
     fn pool(&self, envelope: &Envelope, snapshot: &Snapshot) -> Arc<str> {
