@@ -32,6 +32,13 @@ pub struct StateLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabel {
+    /// `ip` (http.per_ip_per_minute), `user` (signed requests per miner) or
+    /// `registration` (open registrations per IP).
+    pub limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WindowLabel {
     pub window: &'static str,
 }
@@ -86,6 +93,8 @@ pub struct Metrics {
     pub miners: Family<StateLabel, Gauge>,
     pub events_lagged: Counter,
     pub http_refused: Family<StateLabel, Counter>,
+    pub rate_limited: Family<LimitLabel, Counter>,
+    pub rate_limit_keys: Gauge,
 }
 
 impl Metrics {
@@ -175,6 +184,18 @@ impl Metrics {
             "HTTP requests refused before reaching a service, by reason",
             http_refused.clone(),
         );
+        let rate_limited = Family::<LimitLabel, Counter>::default();
+        registry.register(
+            "http_rate_limited",
+            "HTTP requests answered 429 by a rate limit, by limit (ip, user, registration)",
+            rate_limited.clone(),
+        );
+        let rate_limit_keys = Gauge::default();
+        registry.register(
+            "http_rate_limit_keys",
+            "Client addresses tracked by the per-IP limiter after its last sweep",
+            rate_limit_keys.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             store,
@@ -190,6 +211,8 @@ impl Metrics {
             miners,
             events_lagged,
             http_refused,
+            rate_limited,
+            rate_limit_keys,
         }
     }
 

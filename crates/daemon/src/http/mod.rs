@@ -14,6 +14,7 @@ pub mod faucet;
 pub mod ingest;
 pub mod miner;
 pub mod payouts;
+pub mod ratelimit;
 pub mod sse;
 
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ pub use error::ApiError;
 /// Builds the whole router.
 pub fn router(app: App) -> Router {
     let max_in_flight = app.config.http.max_concurrent_requests;
+    let per_ip = ratelimit::IpRateLimit::new(&app);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -49,6 +51,9 @@ pub fn router(app: App) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(json_errors))
         .layer(tower::limit::ConcurrencyLimitLayer::new(max_in_flight))
+        // Outermost: a throttled client is refused before it waits for an
+        // in-flight slot.
+        .layer(middleware::from_fn_with_state(per_ip, ratelimit::limit))
         .with_state(app)
 }
 
@@ -69,8 +74,15 @@ async fn healthz(State(app): State<App>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn metrics(State(app): State<App>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
-    if !app.config.http.metrics_public && !peer.ip().is_loopback() {
+async fn metrics(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    // The client, not the TCP peer: behind a local reverse proxy every peer
+    // is loopback, and the proxy's X-Forwarded-For names the real client.
+    let client = client_ip::resolve(peer.ip(), &headers, &app.config.http.trusted_proxies);
+    if !app.config.http.metrics_public && !client.is_loopback() {
         return ApiError::forbidden(
             "forbidden",
             "metrics are served to loopback only (http.metrics_public = false)",
