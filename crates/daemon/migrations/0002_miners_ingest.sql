@@ -38,7 +38,6 @@ CREATE TABLE share_reports (
     rollup_group  INTEGER NOT NULL
 );
 CREATE INDEX share_reports_miner ON share_reports (miner_id, id);
-CREATE INDEX share_reports_group ON share_reports (rollup_group);
 
 -- Personal-key block reports (COINjecture contract).
 CREATE TABLE block_reports (
@@ -58,7 +57,6 @@ CREATE TABLE block_reports (
     rollup_group  INTEGER NOT NULL
 );
 CREATE INDEX block_reports_miner ON block_reports (miner_id, id);
-CREATE INDEX block_reports_group ON block_reports (rollup_group);
 
 -- Difficulty-weighted shares per miner, worker and minute.
 CREATE TABLE work_minutes (

@@ -63,6 +63,7 @@ impl App {
                 read_connections: config.store.read_connections,
                 write_queue: config.store.write_queue,
                 max_batch: config.store.max_batch,
+                durability: config.store.durability,
             },
             metrics.store.clone(),
         )?;

@@ -106,6 +106,9 @@ pub struct StoreConfig {
     pub write_queue: usize,
     /// Most jobs folded into one group commit.
     pub max_batch: usize,
+    /// `pipelined` (fsync on a second thread before answering) or `full`
+    /// (SQLite's synchronous=FULL). Both acknowledge only durable writes.
+    pub durability: crate::store::Durability,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -278,6 +281,7 @@ impl Default for StoreConfig {
             read_connections: 4,
             write_queue: 65536,
             max_batch: 4096,
+            durability: crate::store::Durability::Pipelined,
         }
     }
 }

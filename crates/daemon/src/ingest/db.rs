@@ -17,6 +17,7 @@ pub(super) fn insert_share_report(
     work: u128,
     credited_msat: i64,
     body_sha256: [u8; 32],
+    miner_known: bool,
 ) -> Result<(i64, i64), IngestError> {
     let group = ctx.state.ledger_group();
     let inserted = ctx
@@ -54,7 +55,11 @@ pub(super) fn insert_share_report(
             IngestError::EventConflict(event_id)
         });
     }
-    miners::ensure_exists(ctx, &report.miner_id, "report")?;
+    // A miner seen in an acknowledged report exists; only new ones need
+    // the insert.
+    if !miner_known {
+        miners::ensure_exists(ctx, &report.miner_id, "report")?;
+    }
     let account = ledger::miner_account(&report.miner_id);
     let (account_id, accrued_group) = ledger::accrue(
         ctx,
@@ -253,8 +258,7 @@ pub fn verify(conn: &Connection, retention_cutoff_s: i64) -> rusqlite::Result<Ve
     let orphans: i64 = conn.query_row(
         "SELECT COUNT(*) FROM transfers t
          WHERE t.kind IN ('share_credit', 'block_credit') AND t.created_at >= ?1
-           AND NOT EXISTS (SELECT 1 FROM share_reports r WHERE r.rollup_group = t.rollup_group)
-           AND NOT EXISTS (SELECT 1 FROM block_reports r WHERE r.rollup_group = t.rollup_group)",
+           AND t.rollup_group NOT IN (SELECT rollup_group FROM share_reports UNION SELECT rollup_group FROM block_reports)",
         [retention_cutoff_s],
         |r| r.get(0),
     )?;

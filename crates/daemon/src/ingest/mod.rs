@@ -157,6 +157,9 @@ struct Inner {
     rate_per_share_msat: i64,
     rate_per_work_msat: i64,
     max_work_per_report: u64,
+    /// Miners of acknowledged reports (so they exist in the ledger): the
+    /// hot path skips their insert. Only filled after a durable commit.
+    known_miners: std::sync::RwLock<std::collections::HashSet<String>>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -185,6 +188,7 @@ impl Ingest {
                 rate_per_share_msat: config.ingest.rate_per_share_btc.msat(),
                 rate_per_work_msat: config.ingest.rate_per_work_btc.msat(),
                 max_work_per_report: config.ingest.max_work_per_report,
+                known_miners: std::sync::RwLock::new(std::collections::HashSet::new()),
             }),
         }
     }
@@ -244,10 +248,14 @@ impl Ingest {
             as i64;
         let body_sha256: [u8; 32] = Sha256::digest(body).into();
         let row = report.clone();
+        let known = inner.known_miners.read().expect("known miners").contains(&report.miner_id);
         let ((account_id, received_at), info) = inner
             .store
-            .write_fast(move |ctx| db::insert_share_report(ctx, &row, work, credited, body_sha256))
+            .write_fast(move |ctx| db::insert_share_report(ctx, &row, work, credited, body_sha256, known))
             .await?;
+        if !known {
+            inner.known_miners.write().expect("known miners").insert(report.miner_id.clone());
+        }
         let balance_msat = info.balances.get(&account_id).copied().unwrap_or(0);
         let minute = received_at - received_at.rem_euclid(60);
         inner.tracker.record(

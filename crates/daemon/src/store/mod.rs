@@ -72,12 +72,27 @@ impl StorageFault for rusqlite::Error {
     }
 }
 
+/// How an acknowledged commit is made durable. Both answer a caller only
+/// once its commit is on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `synchronous=FULL`: SQLite fsyncs the WAL inside every COMMIT; the
+    /// writer waits for it.
+    Full,
+    /// `synchronous=NORMAL` plus our own `fdatasync` of the WAL on a second
+    /// thread before answering: the writer executes the next group while
+    /// the disk flushes the previous one (see writer.rs, `spawn_syncer`).
+    Pipelined,
+}
+
 /// Tunables, from `[store]` in the config.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub read_connections: usize,
     pub write_queue: usize,
     pub max_batch: usize,
+    pub durability: Durability,
 }
 
 impl Default for StoreOptions {
@@ -86,6 +101,7 @@ impl Default for StoreOptions {
             read_connections: 4,
             write_queue: 65536,
             max_batch: 4096,
+            durability: Durability::Pipelined,
         }
     }
 }
@@ -116,12 +132,18 @@ struct Inner {
 
 /// Applies the pragmas every connection needs. Explicit, never library
 /// defaults, for anything that decides durability.
-pub(crate) fn configure(conn: &Connection, writer: bool) -> rusqlite::Result<()> {
+pub(crate) fn configure(conn: &Connection, writer: bool, durability: Durability) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "foreign_keys", true)?;
     // FULL: the WAL is fsynced at every commit, so an acknowledged write
-    // survives power loss, not only a process crash.
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    // survives power loss, not only a process crash. Pipelined: NORMAL on
+    // the writer, and the syncer thread fsyncs the WAL before any caller is
+    // answered — the same promise, without stalling the writer.
+    let synchronous = match (writer, durability) {
+        (true, Durability::Pipelined) => "NORMAL",
+        _ => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)?;
     if writer {
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -147,7 +169,7 @@ impl Store {
             std::fs::create_dir_all(dir)?;
         }
         let conn = Connection::open(path)?;
-        configure(&conn, true)?;
+        configure(&conn, true, opts.durability)?;
         migrations::apply(&conn)?;
         let state = BatchState::load(&conn)?;
         let readers = reader::ReadPool::open(path, opts.read_connections)?;
@@ -163,6 +185,7 @@ impl Store {
             metrics,
             faulted.clone(),
             commits.clone(),
+            opts.durability,
         )?;
         Ok(Store {
             inner: Arc::new(Inner {

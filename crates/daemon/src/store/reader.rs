@@ -25,7 +25,7 @@ impl ReadPool {
                 rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
                     | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
-            super::configure(&conn, false)?;
+            super::configure(&conn, false, super::Durability::Full)?;
             connections.push(conn);
         }
         Ok(ReadPool {

@@ -145,9 +145,18 @@ pub(crate) fn spawn(
     metrics: StoreMetrics,
     faulted: Arc<AtomicBool>,
     commits: Arc<AtomicU64>,
+    durability: super::Durability,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let stop_checkpointer = Arc::new(AtomicBool::new(false));
-    let checkpointer = spawn_checkpointer(path, stop_checkpointer.clone())?;
+    let checkpointer = spawn_checkpointer(path.clone(), stop_checkpointer.clone())?;
+    let (syncer, syncer_handle) = match durability {
+        super::Durability::Full => (None, None),
+        super::Durability::Pipelined => {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Synced>(SYNC_QUEUE);
+            let handle = spawn_syncer(path, rx, metrics.clone())?;
+            (Some(tx), Some(handle))
+        }
+    };
     std::thread::Builder::new()
         .name("ledger-writer".into())
         .spawn(move || {
@@ -157,8 +166,15 @@ pub(crate) fn spawn(
                 metrics,
                 faulted,
                 commits,
+                syncer,
             };
             writer.run(rx, max_batch);
+            // Every commit handed to the syncer is made durable and answered
+            // before the writer finishes.
+            writer.syncer = None;
+            if let Some(handle) = syncer_handle {
+                let _ = handle.join();
+            }
             stop_checkpointer.store(true, Ordering::Release);
             let _ = checkpointer.join();
             // A clean shutdown leaves no WAL behind.
@@ -177,6 +193,19 @@ struct Writer {
     metrics: StoreMetrics,
     faulted: Arc<AtomicBool>,
     commits: Arc<AtomicU64>,
+    /// Pipelined durability: committed batches go here to be fsynced and
+    /// only then answered. `None`: SQLite syncs at COMMIT (FULL).
+    syncer: Option<std::sync::mpsc::SyncSender<Synced>>,
+}
+
+/// Committed batches the syncer makes durable before answering.
+const SYNC_QUEUE: usize = 1024;
+
+struct Synced {
+    completions: Vec<Completion>,
+    info: Arc<CommitInfo>,
+    jobs: usize,
+    started: Instant,
 }
 
 impl Writer {
@@ -290,9 +319,32 @@ impl Writer {
         let info = Arc::new(self.state.committed());
         self.faulted.store(false, Ordering::Relaxed);
         self.commits.fetch_add(1, Ordering::Relaxed);
-        self.metrics.observe_commit(size, started.elapsed());
-        for done in completions {
-            done(Ok(&info));
+        match &self.syncer {
+            Some(syncer) => {
+                // Answered by the syncer after fdatasync; the writer goes on
+                // with the next batch meanwhile.
+                let synced = Synced {
+                    completions,
+                    info,
+                    jobs: size,
+                    started,
+                };
+                if let Err(unsent) = syncer.send(synced) {
+                    // The syncer is gone (it aborts the process on an fsync
+                    // error, so this is shutdown): sync here instead.
+                    let synced = unsent.0;
+                    let _ = self.conn.query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(()));
+                    for done in synced.completions {
+                        done(Ok(&synced.info));
+                    }
+                }
+            }
+            None => {
+                self.metrics.observe_commit(size, started.elapsed());
+                for done in completions {
+                    done(Ok(&info));
+                }
+            }
         }
     }
 
@@ -308,6 +360,83 @@ impl Writer {
         for done in completions {
             done(Err(&err));
         }
+    }
+}
+
+/// The syncer: makes committed WAL frames durable with one `fdatasync` for
+/// everything committed so far, then answers those callers. Commits are
+/// made with `synchronous=NORMAL` (SQLite writes the WAL frames with
+/// `write(2)` at COMMIT but does not sync), so an acknowledgement still
+/// means "on disk", exactly as with `synchronous=FULL`; the gain is that the
+/// writer executes the next batch while the disk flushes this one.
+///
+/// An fsync error aborts the process: after a failed fsync the kernel may
+/// have dropped the dirty pages, and carrying on would acknowledge writes
+/// that are not on disk (the lesson of PostgreSQL's "fsyncgate"). A restart
+/// recovers from the WAL; nothing unacknowledged was promised.
+fn spawn_syncer(
+    db_path: PathBuf,
+    rx: std::sync::mpsc::Receiver<Synced>,
+    metrics: StoreMetrics,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("ledger-sync".into()).spawn(move || {
+        let mut wal = WalFile::new(&db_path);
+        while let Ok(first) = rx.recv() {
+            let mut pending = vec![first];
+            while let Ok(more) = rx.try_recv() {
+                pending.push(more);
+            }
+            if let Err(e) = wal.sync() {
+                tracing::error!(error = %e, "fdatasync of the ledger WAL failed; aborting so nothing unsynced is ever acknowledged");
+                std::process::abort();
+            }
+            for synced in pending {
+                metrics.observe_commit(synced.jobs, synced.started.elapsed());
+                for done in synced.completions {
+                    done(Ok(&synced.info));
+                }
+            }
+        }
+    })
+}
+
+/// The `-wal` file of the ledger, reopened if SQLite replaced it.
+struct WalFile {
+    db_path: PathBuf,
+    wal_path: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl WalFile {
+    fn new(db_path: &std::path::Path) -> WalFile {
+        let mut wal_path = db_path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        WalFile {
+            db_path: db_path.to_path_buf(),
+            wal_path: PathBuf::from(wal_path),
+            file: None,
+        }
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let current = match std::fs::metadata(&self.wal_path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // No WAL: everything was checkpointed into the database file.
+                self.file = None;
+                return std::fs::File::open(&self.db_path)?.sync_all();
+            }
+            Err(e) => return Err(e),
+        };
+        let stale = match &self.file {
+            Some(file) => file.metadata()?.ino() != current.ino(),
+            None => true,
+        };
+        if stale {
+            self.file = Some(std::fs::OpenOptions::new().read(true).write(true).open(&self.wal_path)?);
+        }
+        self.file.as_ref().expect("just opened").sync_data()
     }
 }
 
