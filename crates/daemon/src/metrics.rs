@@ -190,6 +190,11 @@ impl Metrics {
             "HTTP requests answered 429 by a rate limit, by limit (ip, user, registration)",
             rate_limited.clone(),
         );
+        // Exported at 0 from the start, so rate() and absence alerts work
+        // before the first refusal.
+        for limit in ["ip", "user", "registration"] {
+            rate_limited.get_or_create(&LimitLabel { limit });
+        }
         let rate_limit_keys = Gauge::default();
         registry.register(
             "http_rate_limit_keys",
