@@ -22,15 +22,9 @@ pub fn bin(name: &str) -> PathBuf {
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "pooldesk-daemon",
-                "-p",
-                "pooldesk-tui",
-                "--bins",
-            ])
+            // The same command as contrib/test.sh, so the binaries it built
+            // are reused as they are (same features, no second build).
+            .args(["build", "-q", "--workspace", "--bins"])
             .current_dir(workspace_root())
             .status()
             .expect("run cargo build");

@@ -199,7 +199,7 @@ async fn uid_not_allowed_is_refused() {
     let dir = daemon.socket.parent().unwrap();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let script = format!(
-        "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ntry:\n s.connect({:?})\nexcept PermissionError:\n print('EACCES'); sys.exit(0)\ns.sendall(b'{{\"type\":\"hello\",\"version\":1,\"client\":\"x\"}}\\n')\nprint(s.recv(4096).decode())\n",
+        "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ntry:\n s.connect({:?})\nexcept PermissionError:\n print('EACCES'); sys.exit(0)\ntry:\n s.sendall(b'{{\"type\":\"hello\",\"version\":1,\"client\":\"x\"}}\\n')\nexcept BrokenPipeError:\n pass\nprint(s.recv(4096).decode())\n",
         daemon.socket.display().to_string()
     );
     let run = |script: &str| {

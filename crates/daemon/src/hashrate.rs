@@ -303,10 +303,13 @@ pub fn format_hashrate(hashes_per_s: f64) -> String {
 mod tests {
     use super::*;
 
+    /// A Unix time on a minute boundary (1_800_000_000 is divisible by 60).
+    const MINUTE_START: i64 = 1_800_000_000;
+
     #[test]
     fn one_difficulty_one_share_per_second_is_2_pow_32_hashes_per_second() {
         let tracker = HashrateTracker::default();
-        let now = 1_800_000_000 - 1_800_000_000 % 60 + 30; // 30 s into a minute
+        let now = MINUTE_START + 30; // 30 s into a minute
         // 60 shares in the previous minute, 30 in the current half minute.
         tracker.record("m", "w", now - 30 - 60, 60, now - 40);
         tracker.record("m", "w", now - 30, 30, now);
@@ -319,7 +322,7 @@ mod tests {
     #[test]
     fn old_work_leaves_the_windows() {
         let tracker = HashrateTracker::default();
-        let now = 1_800_000_000 - 1_800_000_000 % 60;
+        let now = MINUTE_START;
         tracker.record("m", "w", now - 7200, 1000, now - 7200);
         tracker.record("m", "w", now - 1200, 600, now - 1200);
         let h = tracker.miner("m", now).hashrate;

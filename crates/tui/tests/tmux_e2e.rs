@@ -112,7 +112,7 @@ fn daemon_binary() -> PathBuf {
     let path = target_dir().join("pooldeskd");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let built = Command::new(cargo)
-        .args(["build", "-p", "pooldesk-daemon", "--bins"])
+        .args(["build", "-q", "--workspace", "--bins"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status();
     match built {

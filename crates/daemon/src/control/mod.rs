@@ -205,6 +205,15 @@ async fn session(app: App, stream: UnixStream, policy: &PeerPolicy) -> anyhow::R
     let (uid, gid) = (cred.uid(), cred.gid());
     if !policy.allows(uid, gid) {
         tracing::warn!(uid, gid, "control connection refused: uid not allowed");
+        // Read what the client sends first (its hello, briefly) so it is not
+        // writing into a closed socket and gets to read the refusal.
+        let mut scratch = [0u8; 1024];
+        let mut stream = stream;
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            stream.read(&mut scratch),
+        )
+        .await;
         refuse(
             stream,
             "forbidden",

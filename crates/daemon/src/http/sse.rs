@@ -499,6 +499,10 @@ pub fn pool_json(snapshot: &Snapshot, at_ms: i64) -> Value {
     })
 }
 
+/// Per pool tick (its sequence number), each followed miner's rendered
+/// `hashrate` data.
+type HashrateRenders = (u64, HashMap<Box<str>, Arc<str>>);
+
 /// JSON rendered once per envelope and shared by every stream (10,000
 /// subscribers must not serialize the same snapshot 10,000 times).
 #[derive(Default)]
@@ -506,7 +510,7 @@ struct Renders {
     slots: Mutex<VecDeque<(u64, Rendered)>>,
     /// Per pool tick (its sequence number), each followed miner's
     /// `hashrate` data: thousands of dashboards follow few miners.
-    hashrates: Mutex<(u64, HashMap<Box<str>, Arc<str>>)>,
+    hashrates: Mutex<HashrateRenders>,
 }
 
 #[derive(Clone)]

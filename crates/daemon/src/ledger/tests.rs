@@ -270,7 +270,7 @@ mod properties {
                     Err(WriteError::Rejected(_)) => {}
                     Err(e) => prop_assert!(false, "storage error {e:?}"),
                 }
-                if !matches!(store.read_blocking(|c| verify(c)).map(|v| v.is_empty()), Ok(true)) {
+                if !matches!(store.read_blocking(verify).map(|v| v.is_empty()), Ok(true)) {
                     prop_assert!(false, "invariants broken after step {n}");
                 }
                 for (account, expected) in &model {

@@ -274,7 +274,7 @@ impl MinerService {
             })
             .await?
             .ok_or_else(|| MinerServiceError::NotFound(miner_id.clone()))?;
-        credits.sort_by(|a, b| b.at.cmp(&a.at));
+        credits.sort_by_key(|c| std::cmp::Reverse(c.at));
         credits.truncate(20);
         let now = crate::clock::now_s();
         let stats = self.inner.tracker.miner(&miner_id, now);
