@@ -193,7 +193,7 @@ impl Metrics {
         // Exported at 0 from the start, so rate() and absence alerts work
         // before the first refusal.
         for limit in ["ip", "user", "registration"] {
-            rate_limited.get_or_create(&LimitLabel { limit });
+            let _ = rate_limited.get_or_create(&LimitLabel { limit });
         }
         let rate_limit_keys = Gauge::default();
         registry.register(

@@ -152,6 +152,9 @@ pub(crate) fn configure(conn: &Connection, writer: bool, durability: Durability)
         // Checkpoints run on their own thread (see writer.rs) so a commit
         // never waits for one.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // After a burst the WAL shrinks back when SQLite restarts it,
+        // instead of keeping its high-water size on disk for good.
+        conn.pragma_update(None, "journal_size_limit", writer::WAL_LIMIT_BYTES as i64)?;
         conn.pragma_update(None, "cache_size", -65536)?;
     } else {
         conn.pragma_update(None, "query_only", true)?;

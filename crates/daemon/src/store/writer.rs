@@ -148,6 +148,7 @@ pub(crate) fn spawn(
     durability: super::Durability,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let stop_checkpointer = Arc::new(AtomicBool::new(false));
+    let wal_path = WalFile::new(&path).wal_path;
     let checkpointer = spawn_checkpointer(path.clone(), stop_checkpointer.clone())?;
     let (syncer, syncer_handle) = match durability {
         super::Durability::Full => (None, None),
@@ -167,6 +168,8 @@ pub(crate) fn spawn(
                 faulted,
                 commits,
                 syncer,
+                wal_path,
+                wal_checked: Instant::now(),
             };
             writer.run(rx, max_batch);
             // Every commit handed to the syncer is made durable and answered
@@ -196,7 +199,18 @@ struct Writer {
     /// Pipelined durability: committed batches go here to be fsynced and
     /// only then answered. `None`: SQLite syncs at COMMIT (FULL).
     syncer: Option<std::sync::mpsc::SyncSender<Synced>>,
+    /// The ledger's `-wal` file and when its size was last looked at
+    /// (see [`Writer::bound_wal`]).
+    wal_path: PathBuf,
+    wal_checked: Instant,
 }
+
+/// WAL size past which the writer finishes a checkpoint itself; also the
+/// `journal_size_limit` the file is truncated back to when SQLite restarts
+/// it (4× SQLite's own autocheckpoint size of 1000 pages).
+pub(crate) const WAL_LIMIT_BYTES: u64 = 16 * 1024 * 1024;
+/// How often the writer looks at the WAL's size (one `stat`).
+const WAL_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Committed batches the syncer makes durable before answering.
 const SYNC_QUEUE: usize = 1024;
@@ -229,6 +243,7 @@ impl Writer {
             if !jobs.is_empty() {
                 self.run_batch(std::mem::take(&mut jobs));
             }
+            self.bound_wal();
             if let Some(done) = shutdown {
                 // Anything sent after the shutdown message is refused by
                 // `closed`; drain stragglers that raced it.
@@ -345,6 +360,50 @@ impl Writer {
                     done(Ok(&info));
                 }
             }
+        }
+    }
+
+    /// Keeps the WAL bounded under steady load. SQLite restarts the WAL
+    /// from its beginning only when a write transaction starts with every
+    /// frame already copied back; the background checkpointer copies while
+    /// the writer keeps appending, so under continuous traffic that moment
+    /// never came and the file grew without bound (80 MB in 20 s at 400
+    /// reports/s) — and on a filling disk the WAL is what hits ENOSPC
+    /// first, and keeps the space after the disk is freed. Past
+    /// [`WAL_LIMIT_BYTES`], between two batches (no frame can be appended
+    /// meanwhile), the writer finishes the checkpoint itself: the
+    /// background thread has copied all but the last moment's frames, so
+    /// this is short. The next transaction restarts the WAL and
+    /// `journal_size_limit` truncates it back to the limit.
+    fn bound_wal(&mut self) {
+        if self.wal_checked.elapsed() < WAL_CHECK_EVERY {
+            return;
+        }
+        self.wal_checked = Instant::now();
+        let Ok(meta) = std::fs::metadata(&self.wal_path) else {
+            return;
+        };
+        if meta.len() <= WAL_LIMIT_BYTES {
+            return;
+        }
+        let outcome = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            });
+        match outcome {
+            Ok((busy, wal_frames, copied)) => tracing::debug!(
+                wal_bytes = meta.len(),
+                busy,
+                wal_frames,
+                copied,
+                "writer caught up the checkpoint"
+            ),
+            Err(e) => tracing::debug!(error = %e, "writer checkpoint"),
         }
     }
 
