@@ -36,8 +36,10 @@ CREATE TABLE faucet_requests (
     -- Cooldown key of the client: the IPv4 address, or the /64 of an IPv6 one.
     client_key  TEXT    NOT NULL,
     amount_sat  INTEGER NOT NULL CHECK (amount_sat > 0),
+    -- cancelled: an admin gave up on its batch (needs_attention); the hold
+    -- went back to faucet:funding (key 'faucet:<id>:release').
     state       TEXT    NOT NULL
-        CHECK (state IN ('queued', 'sending', 'paid', 'needs_attention')),
+        CHECK (state IN ('queued', 'sending', 'paid', 'needs_attention', 'cancelled')),
     batch_id    INTEGER REFERENCES faucet_batches (id),
     txid        TEXT,
     created_at  INTEGER NOT NULL,

@@ -89,6 +89,20 @@ pub async fn build(app: &App) -> anyhow::Result<Snapshot> {
         ..Snapshot::default()
     };
     crate::payouts::contribute_to_snapshot(app, &mut snapshot).await;
+    if let Ok(n) = app.store.read(crate::faucet::db::attention_count).await
+        && n > 0
+    {
+        snapshot.warnings.push(Warning {
+            code: "faucet_needs_attention".into(),
+            message: format!("{n} faucet batch(es) need an admin decision"),
+        });
+    }
+    if let Some(error) = app.faucet.last_error() {
+        snapshot.warnings.push(Warning {
+            code: "faucet_failing".into(),
+            message: format!("faucet payouts are failing: {error}"),
+        });
+    }
     Ok(snapshot)
 }
 

@@ -94,7 +94,8 @@ pub struct ErrorBody {
     pub code: String,
     /// One human sentence. Never contains a secret.
     pub message: String,
-    /// Structured detail where useful (e.g. the differences of a tampered PSBT).
+    /// Structured detail where useful: for `psbt_mismatch`,
+    /// `{"differences": [String]}` (each difference of a tampered PSBT).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Value>,
 }
@@ -145,7 +146,8 @@ pub enum Request {
         reason: String,
     },
     /// Hot mode: send approved withdrawals in one `sendmany` batch.
-    /// Cold mode: build a PSBT for them and return its review.
+    /// Cold mode: build a PSBT for them. Both answer `Response::Batch`
+    /// (cold: with the PSBT and `batch.psbt_id` for `psbt_review`).
     SendBatch {
         #[serde(default)]
         withdrawal_ids: Vec<i64>,
@@ -176,6 +178,11 @@ pub enum Request {
         paused: bool,
     },
     FaucetStatus,
+    /// Admin decision on a faucet batch in `needs_attention`.
+    ResolveFaucetBatch {
+        batch_id: i64,
+        resolution: BatchResolution,
+    },
     AuditPage {
         #[serde(default)]
         before_id: Option<i64>,
@@ -300,7 +307,10 @@ mod tests {
             text,
             "{\"type\":\"request\",\"id\":1,\"body\":{\"method\":\"snapshot\"}}\n"
         );
-        assert_eq!(decode_client_frame(text.trim_end().as_bytes()).unwrap(), unit);
+        assert_eq!(
+            decode_client_frame(text.trim_end().as_bytes()).unwrap(),
+            unit
+        );
     }
 
     #[test]

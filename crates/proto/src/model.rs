@@ -240,8 +240,9 @@ pub struct BatchRow {
     pub id: i64,
     /// `hot` or `cold`.
     pub mode: String,
-    /// `intent`, `psbt_created`, `signed`, `broadcast`, `confirmed`,
-    /// `failed`, `needs_attention`.
+    /// hot: `sending`, `broadcast`, `confirmed`; cold: `psbt_pending`,
+    /// `psbt_created`, `signed`, `broadcasting`, `broadcast`, `confirmed`;
+    /// both: `failed`, `needs_attention`.
     pub state: String,
     pub withdrawal_ids: Vec<i64>,
     pub total_sat: i64,
@@ -389,7 +390,9 @@ pub enum Event {
     Audit(AuditEntry),
     /// The subscriber fell behind and missed `missed` events; it should
     /// re-request what it shows.
-    Lagged { missed: u64 },
+    Lagged {
+        missed: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

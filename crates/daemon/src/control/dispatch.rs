@@ -70,6 +70,12 @@ async fn run(app: &App, actor: Actor, request: Request) -> Result<Response, Erro
             .await
             .map(Response::Audit)
             .map_err(store_error),
+        Request::ResolveFaucetBatch { batch_id, resolution } => app
+            .faucet
+            .resolve(actor, batch_id, resolution)
+            .await
+            .map(|message| Response::Done(Done { message }))
+            .map_err(|e| ErrorBody::new(e.code(), e.to_string())),
         Request::FaucetStatus => app
             .faucet
             .status()

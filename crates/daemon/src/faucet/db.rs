@@ -393,6 +393,90 @@ pub fn mark_needs_attention(
     Ok(ids)
 }
 
+/// Admin decision on a `needs_attention` batch: nothing was sent, so its
+/// requests go back to the queue (a new batch and tag next round).
+pub fn requeue(ctx: &mut WriteCtx<'_>, batch_id: i64, note: &str) -> Result<Vec<i64>, FaucetError> {
+    let ids = attention_requests(ctx.conn, batch_id)?;
+    ctx.conn
+        .prepare_cached("UPDATE faucet_batches SET state = 'failed', note = ?1, updated_at = ?2 WHERE id = ?3")?
+        .execute(params![note, ctx.now_s, batch_id])?;
+    ctx.conn
+        .prepare_cached(
+            "UPDATE faucet_requests SET state = 'queued', batch_id = NULL, updated_at = ?1 WHERE batch_id = ?2 AND state = 'needs_attention'",
+        )?
+        .execute(params![ctx.now_s, batch_id])?;
+    Ok(ids)
+}
+
+/// Admin decision on a `needs_attention` batch: give up; each request is
+/// cancelled and its hold returns to the faucet's budget.
+pub fn cancel(ctx: &mut WriteCtx<'_>, batch_id: i64, note: &str) -> Result<Vec<i64>, FaucetError> {
+    let ids = attention_requests(ctx.conn, batch_id)?;
+    for id in &ids {
+        let amount_sat: i64 = ctx
+            .conn
+            .prepare_cached("SELECT amount_sat FROM faucet_requests WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))?;
+        ledger::post(
+            ctx,
+            &TransferRequest {
+                idempotency_key: format!("faucet:{id}:release"),
+                debit: ledger::FAUCET_HELD.into(),
+                credit: ledger::FAUCET_FUNDING.into(),
+                amount_msat: amount_sat * 1000,
+                kind: TransferKind::FaucetRelease,
+                reference: Some(format!("faucet_batch:{batch_id}")),
+            },
+        )?;
+        ctx.conn
+            .prepare_cached("UPDATE faucet_requests SET state = 'cancelled', updated_at = ?1 WHERE id = ?2")?
+            .execute(params![ctx.now_s, id])?;
+    }
+    ctx.conn
+        .prepare_cached("UPDATE faucet_batches SET state = 'failed', note = ?1, updated_at = ?2 WHERE id = ?3")?
+        .execute(params![note, ctx.now_s, batch_id])?;
+    Ok(ids)
+}
+
+/// Refuses unless the batch is in `needs_attention`.
+pub fn attention_requests_check(conn: &Connection, batch_id: i64) -> Result<(), FaucetError> {
+    attention_requests(conn, batch_id).map(|_| ())
+}
+
+/// The requests of a batch in `needs_attention` (refuses any other state).
+fn attention_requests(conn: &Connection, batch_id: i64) -> Result<Vec<i64>, FaucetError> {
+    let state: Option<String> = conn
+        .prepare_cached("SELECT state FROM faucet_batches WHERE id = ?1")?
+        .query_row([batch_id], |r| r.get(0))
+        .optional()?;
+    match state.as_deref() {
+        Some("needs_attention") => Ok(batch_requests(conn, batch_id)?),
+        Some(other) => Err(FaucetError::WrongState(format!("faucet batch {batch_id} is {other}"))),
+        None => Err(FaucetError::NotFound),
+    }
+}
+
+/// The outputs a batch pays: one per address, amounts summed.
+pub fn batch_outputs(conn: &Connection, batch_id: i64) -> rusqlite::Result<Vec<crate::wallet::Output>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT address, SUM(amount_sat) FROM faucet_requests WHERE batch_id = ?1 GROUP BY address ORDER BY address",
+    )?;
+    let rows = stmt.query_map([batch_id], |r| {
+        Ok(crate::wallet::Output {
+            address: r.get(0)?,
+            amount_sat: r.get(1)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Batches waiting for an admin decision.
+pub fn attention_count(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.prepare_cached("SELECT COUNT(*) FROM faucet_batches WHERE state = 'needs_attention'")?
+        .query_row([], |r| r.get::<_, i64>(0))
+        .map(|n| n as u64)
+}
+
 /// Forgets spent challenges that expired before `before` (an expired
 /// challenge is refused before the spent table is consulted).
 pub fn prune_challenges(
@@ -423,7 +507,7 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Vec<Violation>> {
         return Ok(violations);
     }
     let (unpaid_sat, paid_sat): (i64, i64) = conn.query_row(
-        "SELECT COALESCE(SUM(CASE WHEN state <> 'paid' THEN amount_sat END), 0),
+        "SELECT COALESCE(SUM(CASE WHEN state IN ('queued', 'sending', 'needs_attention') THEN amount_sat END), 0),
                 COALESCE(SUM(CASE WHEN state = 'paid' THEN amount_sat END), 0)
          FROM faucet_requests",
         [],
@@ -448,7 +532,8 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Vec<Violation>> {
          WHERE (r.state = 'queued' AND r.batch_id IS NOT NULL)
             OR (r.state = 'sending' AND b.state IS NOT 'sending')
             OR (r.state = 'paid' AND (b.state IS NOT 'paid' OR r.txid IS NOT b.txid))
-            OR (r.state = 'needs_attention' AND b.state IS NOT 'needs_attention')",
+            OR (r.state = 'needs_attention' AND b.state IS NOT 'needs_attention')
+            OR (r.state = 'cancelled' AND b.state IS NOT 'failed')",
         [],
         |r| r.get(0),
     )?;

@@ -48,8 +48,12 @@ pub enum FaucetError {
     BudgetExhausted { seconds_left: u64 },
     #[error("the faucet wallet cannot be reached right now; nothing was recorded, try again later")]
     WalletUnavailable(String),
-    #[error("no such faucet request")]
+    #[error("no such faucet request or batch")]
     NotFound,
+    #[error("{0}")]
+    WrongState(String),
+    #[error("{0}")]
+    Invalid(String),
     #[error("faucet ledger error: {0}")]
     Ledger(#[from] LedgerError),
     #[error("faucet storage error: {0}")]
@@ -89,6 +93,8 @@ impl FaucetError {
             FaucetError::BudgetExhausted { .. } => "budget_exhausted",
             FaucetError::WalletUnavailable(_) => "wallet_unavailable",
             FaucetError::NotFound => "not_found",
+            FaucetError::WrongState(_) => "wrong_state",
+            FaucetError::Invalid(_) => "invalid",
             FaucetError::Ledger(_) | FaucetError::Db(_) | FaucetError::Store(_) => "unavailable",
         }
     }
@@ -365,6 +371,88 @@ impl Faucet {
             queued,
             recent,
         })
+    }
+
+    /// Admin decision on a batch in `needs_attention`: paid (with a txid
+    /// that pays every output), retry (not sent: back to the queue) or
+    /// failed (cancelled: the holds return to the budget). Retry and failed
+    /// are refused while the wallet shows the batch's transaction.
+    pub async fn resolve(
+        &self,
+        actor: crate::audit::Actor,
+        batch_id: i64,
+        resolution: pooldesk_proto::model::BatchResolution,
+    ) -> Result<String, FaucetError> {
+        use pooldesk_proto::model::BatchResolution;
+        let (tag, outputs) = self
+            .store
+            .read(move |conn| {
+                let tag: Option<String> = conn
+                    .query_row("SELECT tag FROM faucet_batches WHERE id = ?1", [batch_id], |r| r.get(0))
+                    .ok();
+                Ok((tag, db::batch_outputs(conn, batch_id)?))
+            })
+            .await?;
+        let tag = tag.ok_or(FaucetError::NotFound)?;
+        let unavailable = |e: crate::wallet::WalletError| FaucetError::WalletUnavailable(e.to_string());
+        let (message, detail) = match resolution {
+            BatchResolution::Paid { txid } => {
+                let tx = self
+                    .wallet
+                    .transaction(&txid)
+                    .await
+                    .map_err(unavailable)?
+                    .ok_or_else(|| FaucetError::Invalid(format!("the wallet does not know transaction {txid}")))?;
+                let pays_all = outputs
+                    .iter()
+                    .all(|o| tx.sends.iter().any(|s| s.address == o.address && s.amount_sat == o.amount_sat));
+                if !pays_all {
+                    return Err(FaucetError::Invalid(format!(
+                        "transaction {txid} does not pay every output of faucet batch {batch_id}"
+                    )));
+                }
+                let fee = tx.fee_sat.map(i64::abs);
+                let t = txid.clone();
+                self.store
+                    .write(move |ctx| {
+                        db::attention_requests_check(ctx.conn, batch_id)?;
+                        db::mark_paid(ctx, batch_id, &t, fee)
+                    })
+                    .await?;
+                (format!("faucet batch {batch_id} recorded as paid by {txid}"), format!("paid {txid}"))
+            }
+            BatchResolution::Retry | BatchResolution::Failed => {
+                let found = self.wallet.find_by_tag(&tag).await.map_err(unavailable)?;
+                if let Some(tx) = found
+                    .iter()
+                    .find(|t| t.in_mempool_or_chain && t.replaced_by_txid.is_none() && t.confirmations >= 0)
+                {
+                    return Err(FaucetError::WrongState(format!(
+                        "the wallet shows faucet batch {batch_id} as sent in {}: resolve it as paid",
+                        tx.txid
+                    )));
+                }
+                let give_up = matches!(resolution, BatchResolution::Failed);
+                let note = if give_up {
+                    "resolved as failed: requests cancelled, holds returned to the budget"
+                } else {
+                    "resolved as not sent: requests back in the queue"
+                };
+                self.store
+                    .write(move |ctx| if give_up { db::cancel(ctx, batch_id, note) } else { db::requeue(ctx, batch_id, note) })
+                    .await?;
+                (format!("faucet batch {batch_id} {note}"), note.to_string())
+            }
+        };
+        let subject = format!("faucet_batch:{batch_id}");
+        let entry = self
+            .store
+            .write(move |ctx| {
+                crate::audit::record(ctx, &actor, "resolve_faucet_batch", &subject, &detail).map_err(FaucetError::Db)
+            })
+            .await?;
+        self.bus.publish(BusEvent::Audit(entry));
+        Ok(message)
     }
 
     pub fn last_error(&self) -> Option<String> {

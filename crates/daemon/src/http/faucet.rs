@@ -21,6 +21,21 @@ pub fn routes() -> Router<App> {
         .route("/api/faucet", get(status).post(request))
         .route("/api/faucet/challenge", get(challenge))
         .route("/api/faucet/requests/{id}", get(lookup))
+        .route("/api/admin/faucet/batches/{id}/resolve", axum::routing::post(resolve))
+}
+
+/// `POST /api/admin/faucet/batches/{id}/resolve` — `{"outcome":"paid","txid":…}`
+/// | `{"outcome":"retry"}` | `{"outcome":"failed"}` for a batch in
+/// `needs_attention`.
+async fn resolve(
+    State(app): State<App>,
+    admin: super::Admin,
+    Path(id): Path<i64>,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let resolution: pooldesk_proto::model::BatchResolution = parse_json(&body)?;
+    let message = app.faucet.resolve(admin.actor, id, resolution).await?;
+    Ok(axum::Json(json!({"status": "ok", "message": message})).into_response())
 }
 
 impl From<FaucetError> for ApiError {
@@ -44,6 +59,8 @@ impl From<FaucetError> for ApiError {
             }
             FaucetError::WalletUnavailable(_) => ApiError::unavailable(message),
             FaucetError::NotFound => ApiError::not_found(message),
+            FaucetError::WrongState(_) => ApiError::conflict("wrong_state", message),
+            FaucetError::Invalid(_) => ApiError::unprocessable("invalid", message),
             FaucetError::Store(e) => e.into(),
             FaucetError::Ledger(_) | FaucetError::Db(_) => {
                 tracing::error!(error = %e, "faucet request failed");
