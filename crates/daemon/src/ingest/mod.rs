@@ -200,13 +200,7 @@ impl Ingest {
         body: &[u8],
     ) -> Result<Accepted, IngestError> {
         let result = self.report_share_inner(signature, body).await;
-        self.inner.metrics.report(
-            "pool",
-            match &result {
-                Ok(_) => "accepted",
-                Err(e) => e.outcome(),
-            },
-        );
+        self.count("pool", &result);
         result
     }
 
@@ -289,13 +283,7 @@ impl Ingest {
         body: &[u8],
     ) -> Result<Accepted, IngestError> {
         let result = self.ingest_block_inner(headers, body).await;
-        self.inner.metrics.report(
-            "personal",
-            match &result {
-                Ok(_) => "accepted",
-                Err(e) => e.outcome(),
-            },
-        );
+        self.count("personal", &result);
         result
     }
 
@@ -339,6 +327,15 @@ impl Ingest {
             balance_msat,
             tier: signed.miner.tier,
         })
+    }
+
+    /// `pooldesk_reports_total{contract, outcome}`.
+    fn count(&self, contract: &'static str, result: &Result<Accepted, IngestError>) {
+        let outcome = match result {
+            Ok(_) => "accepted",
+            Err(e) => e.outcome(),
+        };
+        self.inner.metrics.report(contract, outcome);
     }
 
     fn check_ts(&self, ts: f64) -> Result<(), IngestError> {

@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use pooldesk_proto::model::{BatchResolution, BatchResult, BatchRow, Warning};
+use pooldesk_proto::model::{AuditEntry, BatchResolution, BatchResult, BatchRow, Warning, WithdrawalRow};
 
 use super::db::{self, Batch, Withdrawal};
 use super::{PAUSED_KEY, PayoutError, Payouts};
 use crate::audit::{self, Actor};
 use crate::config::PayoutMode;
 use crate::events::BusEvent;
+use crate::store::WriteCtx;
 use crate::wallet::{Output, WalletTx};
 
 /// What a batch operation answers: the batch, and for cold batches the
@@ -23,6 +24,38 @@ const UNRESOLVED: &[&str] = &["sending", "psbt_pending", "broadcasting"];
 pub(super) struct Plan {
     pub(super) ids: Vec<i64>,
     pub(super) outputs: Vec<Output>,
+}
+
+/// What a change to a batch announces: its withdrawals, the batch, and
+/// the audit entry recording the change.
+pub(super) struct BatchChange {
+    rows: Vec<WithdrawalRow>,
+    batch: BatchRow,
+    entry: Option<AuditEntry>,
+}
+
+/// Reads back a batch after a change, inside the same job.
+pub(super) fn batch_change(ctx: &WriteCtx<'_>, batch_id: i64, entry: Option<AuditEntry>) -> Result<BatchChange, PayoutError> {
+    let rows = db::withdrawals_of_batch(ctx.conn, batch_id)?.iter().map(Withdrawal::row).collect();
+    let batch = db::get_batch(ctx.conn, batch_id)?.ok_or(PayoutError::NotFound("batch"))?;
+    Ok(BatchChange {
+        rows,
+        batch: db::batch_row(ctx.conn, &batch)?,
+        entry,
+    })
+}
+
+impl Payouts {
+    /// Publishes a committed batch change on the bus.
+    pub(super) fn publish_change(&self, change: BatchChange) {
+        for row in change.rows {
+            self.inner.bus.publish(BusEvent::Withdrawal(row));
+        }
+        self.inner.bus.publish(BusEvent::Batch(change.batch));
+        if let Some(entry) = change.entry {
+            self.inner.bus.publish(BusEvent::Audit(entry));
+        }
+    }
 }
 
 impl Payouts {
@@ -209,7 +242,7 @@ impl Payouts {
             },
         };
         let (batch_id, txid_owned) = (batch.id, txid.to_string());
-        let (rows, brow, entry) = self
+        let change = self
             .inner
             .store
             .write(move |ctx| {
@@ -228,17 +261,11 @@ impl Payouts {
                     &format!("batch:{batch_id}"),
                     &format!("txid {txid_owned}"),
                 )?;
-                let rows: Vec<_> = db::withdrawals_of_batch(ctx.conn, batch_id)?.iter().map(Withdrawal::row).collect();
-                let batch = db::get_batch(ctx.conn, batch_id)?.ok_or(PayoutError::NotFound("batch"))?;
-                Ok::<_, PayoutError>((rows, db::batch_row(ctx.conn, &batch)?, entry))
+                batch_change(ctx, batch_id, Some(entry))
             })
             .await?;
         tracing::info!(batch = batch.id, txid, "payout batch broadcast");
-        for row in rows {
-            self.inner.bus.publish(BusEvent::Withdrawal(row));
-        }
-        self.inner.bus.publish(BusEvent::Batch(brow));
-        self.inner.bus.publish(BusEvent::Audit(entry));
+        self.publish_change(change);
         Ok(())
     }
 
@@ -263,20 +290,18 @@ impl Payouts {
     /// A batch that provably paid nothing: withdrawals wait again.
     pub(super) async fn fail_batch(&self, batch: &Batch, reason: &str) -> Result<(), PayoutError> {
         let (batch_id, reason_owned) = (batch.id, reason.to_string());
-        let (brow, entry) = self
+        let change = self
             .inner
             .store
             .write(move |ctx| {
                 db::set_batch(ctx, batch_id, "failed", None, None, Some(&reason_owned))?;
                 db::unbatch(ctx, batch_id, &format!("batch {batch_id} failed: {reason_owned}"))?;
                 let entry = audit::record(ctx, &Actor::System, "batch_failed", &format!("batch:{batch_id}"), &reason_owned)?;
-                let batch = db::get_batch(ctx.conn, batch_id)?.ok_or(PayoutError::NotFound("batch"))?;
-                Ok::<_, PayoutError>((db::batch_row(ctx.conn, &batch)?, entry))
+                batch_change(ctx, batch_id, Some(entry))
             })
             .await?;
         tracing::warn!(batch = batch.id, reason, "payout batch failed; its withdrawals wait for the next batch");
-        self.inner.bus.publish(BusEvent::Batch(brow));
-        self.inner.bus.publish(BusEvent::Audit(entry));
+        self.publish_change(change);
         Ok(())
     }
 
@@ -292,7 +317,7 @@ impl Payouts {
     /// Puts a batch and its withdrawals in `needs_attention`.
     pub(super) async fn needs_attention(&self, batch: &Batch, reason: &str) -> Result<(), PayoutError> {
         let (batch_id, reason_owned) = (batch.id, reason.to_string());
-        let (rows, brow, entry) = self
+        let change = self
             .inner
             .store
             .write(move |ctx| {
@@ -303,17 +328,11 @@ impl Payouts {
                     rusqlite::params![batch_id, reason_owned, ctx.now_s],
                 )?;
                 let entry = audit::record(ctx, &Actor::System, "needs_attention", &format!("batch:{batch_id}"), &reason_owned)?;
-                let rows: Vec<_> = db::withdrawals_of_batch(ctx.conn, batch_id)?.iter().map(Withdrawal::row).collect();
-                let batch = db::get_batch(ctx.conn, batch_id)?.ok_or(PayoutError::NotFound("batch"))?;
-                Ok::<_, PayoutError>((rows, db::batch_row(ctx.conn, &batch)?, entry))
+                batch_change(ctx, batch_id, Some(entry))
             })
             .await?;
         tracing::error!(batch = batch.id, reason, "payout batch needs an admin decision");
-        for row in rows {
-            self.inner.bus.publish(BusEvent::Withdrawal(row));
-        }
-        self.inner.bus.publish(BusEvent::Batch(brow));
-        self.inner.bus.publish(BusEvent::Audit(entry));
+        self.publish_change(change);
         Ok(())
     }
 
@@ -475,20 +494,15 @@ impl Payouts {
                         "UPDATE withdrawals SET state = 'confirmed', updated_at = ?2 WHERE batch_id = ?1 AND state = 'broadcast'",
                         rusqlite::params![batch_id, ctx.now_s],
                     )?;
-                    let rows: Vec<_> = db::withdrawals_of_batch(ctx.conn, batch_id)?.iter().map(Withdrawal::row).collect();
-                    let batch = db::get_batch(ctx.conn, batch_id)?.ok_or(PayoutError::NotFound("batch"))?;
-                    return Ok::<_, PayoutError>(Some((rows, db::batch_row(ctx.conn, &batch)?)));
+                    return Ok::<_, PayoutError>(Some(batch_change(ctx, batch_id, None)?));
                 }
                 Ok(None)
             })
             .await;
         match result {
-            Ok(Some((rows, brow))) => {
+            Ok(Some(change)) => {
                 tracing::info!(batch = batch.id, confirmations, "payout batch confirmed");
-                for row in rows {
-                    self.inner.bus.publish(BusEvent::Withdrawal(row));
-                }
-                self.inner.bus.publish(BusEvent::Batch(brow));
+                self.publish_change(change);
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(batch = batch.id, error = %e, "could not record confirmations"),
