@@ -220,7 +220,7 @@ async fn miner(url: String, user: String, key: String, stats: Arc<Stats>, stop: 
         });
         let (status, body) = signed(&http, &url, "/v1/ingest/block", &user, &key, &block).await;
         stats.record("miner block", status, &[202], &body);
-        if n % 20 == 0 {
+        if n.is_multiple_of(20) {
             let (status, body) = signed(
                 &http,
                 &url,
