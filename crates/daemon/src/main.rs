@@ -8,11 +8,6 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-/// mimalloc: the daemon allocates many small, short-lived buffers from
-/// several threads (HTTP, SQLite page cache, the writer); glibc's malloc
-/// spent ~15% of CPU under ingest load in a profile, mimalloc far less.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use pooldeskd::config::{CliOverrides, Config};
 
 #[derive(Parser)]

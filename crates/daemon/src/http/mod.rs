@@ -183,23 +183,57 @@ where
 /// Serves the router on `listener` until `app.shutdown` is cancelled, then
 /// stops accepting and lets in-flight requests finish, for at most
 /// `drain_timeout`.
+///
+/// An HTTP/1.1-only accept loop rather than `axum::serve`: the daemon speaks
+/// HTTP/1.1 (a TLS proxy in front terminates anything else), and the
+/// protocol-sniffing connection of `axum::serve` costs memory on every
+/// connection — which adds up with ten thousand open SSE streams. It also
+/// bounds how long a client may take to send its request head.
 pub async fn serve(
     app: App,
     listener: tokio::net::TcpListener,
     drain_timeout: Duration,
 ) -> anyhow::Result<()> {
+    use tower::ServiceExt;
     let shutdown = app.shutdown.clone();
-    let graceful = shutdown.clone();
-    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, service)
-        .with_graceful_shutdown(async move { graceful.cancelled().await })
-        .into_future();
+    let router = router(app);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors and the like: back off, do not spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            router.clone().oneshot(request)
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .keep_alive(true)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
     tokio::select! {
-        result = server => Ok(result?),
-        _ = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(drain_timeout).await;
-        } => {
+        _ = graceful.shutdown() => Ok(()),
+        _ = tokio::time::sleep(drain_timeout) => {
             tracing::warn!(?drain_timeout, "in-flight HTTP requests did not finish in time; closing them");
             Ok(())
         }
