@@ -18,8 +18,20 @@ pub fn backup_to(source: &Path, target: &Path) -> anyhow::Result<()> {
     {
         let mut dst = Connection::open(&tmp)?;
         let backup = Backup::new(&src, &mut dst)?;
-        // -1: all pages in one step, inside one read transaction.
-        backup.run_to_completion(-1, Duration::from_millis(0), None)?;
+        // -1: all pages in one step, inside one read transaction. Busy or
+        // locked (a checkpoint at that instant) is retried, bounded.
+        let mut attempts = 0;
+        loop {
+            match backup.step(-1)? {
+                rusqlite::backup::StepResult::Done => break,
+                rusqlite::backup::StepResult::More => continue,
+                _ if attempts < 100 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                other => anyhow::bail!("the ledger stayed busy during the backup: {other:?}"),
+            }
+        }
         drop(backup);
         // The copy is a standalone file: no WAL to carry around.
         dst.pragma_update(None, "journal_mode", "DELETE")?;
