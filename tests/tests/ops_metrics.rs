@@ -34,6 +34,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("pooldesk_http_refused", "counter"),
     ("pooldesk_http_rate_limited", "counter"),
     ("pooldesk_http_rate_limit_keys", "gauge"),
+    ("pooldesk_sqlite_heap_bytes", "gauge"),
 ];
 
 async fn scrape_text(d: &Daemon) -> String {
@@ -144,6 +145,9 @@ async fn every_metric_family_is_exported_and_moves_with_traffic() {
     let before = parse(&text);
     assert_eq!(get(&before, "pooldesk_commits_failed_total"), 0.0);
     assert_eq!(get(&before, "pooldesk_wallet_connected"), 1.0);
+    // The ledger is open: SQLite holds some memory, far below its bound.
+    let heap = get(&before, "pooldesk_sqlite_heap_bytes");
+    assert!(heap > 0.0 && heap < 256.0 * 1024.0 * 1024.0, "{heap}");
 
     // Pool reports: accepted, bad signature, duplicate.
     for i in 0..20 {

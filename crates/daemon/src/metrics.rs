@@ -95,6 +95,8 @@ pub struct Metrics {
     pub http_refused: Family<StateLabel, Counter>,
     pub rate_limited: Family<LimitLabel, Counter>,
     pub rate_limit_keys: Gauge,
+    /// Read at scrape time (see [`Metrics::encode`]).
+    sqlite_heap_bytes: Gauge,
 }
 
 impl Metrics {
@@ -201,6 +203,12 @@ impl Metrics {
             "Client addresses tracked by the per-IP limiter after its last sweep",
             rate_limit_keys.clone(),
         );
+        let sqlite_heap_bytes = Gauge::default();
+        registry.register(
+            "sqlite_heap_bytes",
+            "Heap held by SQLite in this process (page caches of all ledger connections, bounded by their cache_size)",
+            sqlite_heap_bytes.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             store,
@@ -218,6 +226,7 @@ impl Metrics {
             http_refused,
             rate_limited,
             rate_limit_keys,
+            sqlite_heap_bytes,
         }
     }
 
@@ -229,6 +238,11 @@ impl Metrics {
 
     /// Text exposition format.
     pub fn encode(&self) -> String {
+        // SAFETY: sqlite3_memory_used only reads SQLite's own counter
+        // (under its mutex); it takes no pointers and may be called at any
+        // time from any thread.
+        let sqlite_heap = unsafe { rusqlite::ffi::sqlite3_memory_used() };
+        self.sqlite_heap_bytes.set(sqlite_heap);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
