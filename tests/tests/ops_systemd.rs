@@ -356,8 +356,8 @@ async fn notify_ready_after_serving_then_watchdog_pings_then_stopping_on_sigterm
     ];
     let env = [
         ("NOTIFY_SOCKET", notify_path.display().to_string()),
-        // 2 s: the daemon pings every second while its snapshot is fresh.
-        ("WATCHDOG_USEC", "2000000".to_string()),
+        // 3 s: the daemon pings every 1.5 s while its snapshot is fresh.
+        ("WATCHDOG_USEC", "3000000".to_string()),
         ("POOLDESK_WALLET_BACKEND", "simulated".to_string()),
         ("REPORT_SHARED_SECRET", random_hex(16)),
         ("MINING_SERVER_API_KEY", random_hex(16)),
@@ -384,10 +384,10 @@ async fn notify_ready_after_serving_then_watchdog_pings_then_stopping_on_sigterm
         "watchdog pings before READY=1: {seen:?}"
     );
 
-    // Pings: at half the watchdog interval, so about one a second.
+    // Pings: at half the watchdog interval, so about every 1.5 s.
     let window = Instant::now();
     let mut pings = Vec::new();
-    while window.elapsed() < Duration::from_millis(4500) {
+    while window.elapsed() < Duration::from_millis(5000) {
         if recv_until(&sock, "WATCHDOG=1", Duration::from_secs(3), &mut seen).await {
             pings.push(Instant::now());
         } else {
@@ -397,14 +397,15 @@ async fn notify_ready_after_serving_then_watchdog_pings_then_stopping_on_sigterm
     println!("watchdog pings in {:?}: {}", window.elapsed(), pings.len());
     assert!(
         pings.len() >= 3,
-        "expected a WATCHDOG=1 about every second, got {} in {:?}: {seen:?}",
+        "expected a WATCHDOG=1 about every 1.5 s, got {} in {:?}: {seen:?}",
         pings.len(),
         window.elapsed()
     );
     for pair in pings.windows(2) {
-        // Well inside the 2 s interval systemd would enforce.
+        // Inside the 3 s interval systemd would enforce (the contract; the
+        // daemon aims for half of it).
         assert!(
-            pair[1] - pair[0] < Duration::from_millis(1900),
+            pair[1] - pair[0] < Duration::from_secs(3),
             "gap between pings: {:?}",
             pair[1] - pair[0]
         );
