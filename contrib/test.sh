@@ -23,7 +23,7 @@ as_root() {
 if [ "${SKIP_INSTALL:-0}" != 1 ]; then
     step "installing test dependencies"
     missing=()
-    for pair in chromium:chromium chromedriver:chromium-driver tmux:tmux systemd-analyze:systemd curl:curl; do
+    for pair in chromium:chromium chromedriver:chromium-driver tmux:tmux systemd-analyze:systemd curl:curl nginx:nginx openssl:openssl; do
         command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
     done
     if [ ${#missing[@]} -gt 0 ]; then

@@ -425,7 +425,8 @@ impl Daemon {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
         .expect("open the ledger read-only");
-        conn.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+        conn.busy_timeout(Duration::from_secs(5))
+            .expect("busy timeout");
         conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
             .unwrap_or(0)

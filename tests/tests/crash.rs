@@ -13,6 +13,9 @@ use serde_json::json;
 const RATE_MSAT: i64 = 1000;
 const CONNECTIONS: usize = 8;
 
+/// A report sent under SIGTERM: (body, credited sat per share, event id).
+type Attempt = (Vec<u8>, i64, String);
+
 #[derive(Clone)]
 struct Sent {
     miner: String,
@@ -144,7 +147,7 @@ async fn kill_9_mid_burst_loses_no_acknowledged_report_and_counts_none_twice() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_under_load_drains_and_loses_nothing() {
     let mut daemon = Daemon::start(DaemonOptions::default()).await;
-    let attempted: Arc<Mutex<Vec<(Vec<u8>, i64, String)>>> = Arc::default();
+    let attempted: Arc<Mutex<Vec<Attempt>>> = Arc::default();
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut tasks = Vec::new();
     for conn in 0..CONNECTIONS {
@@ -180,7 +183,8 @@ async fn sigterm_under_load_drains_and_loses_nothing() {
     daemon.start_again().await;
     let acked: std::collections::HashSet<String> = acked.lock().unwrap().iter().cloned().collect();
     let mut credited = 0;
-    for (body, msat, event_id) in attempted.lock().unwrap().iter() {
+    let attempted = attempted.lock().unwrap().clone();
+    for (body, msat, event_id) in attempted.iter() {
         let (status, _) = daemon.post_signed_report(body).await;
         if status == 200 {
             assert!(

@@ -50,7 +50,10 @@ fn run(durability: Durability) {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
     let dir = tempfile::tempdir_in(&base).expect("bench dir");
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
 
     // One transaction per transfer.
     let single = open(dir.path(), "single.sqlite", durability);
@@ -58,7 +61,10 @@ fn run(durability: Durability) {
     runtime.block_on(async {
         for i in 0..SINGLE_TRANSFERS {
             let r = request(format!("single:{i}"), i);
-            single.write(move |ctx| ledger::post(ctx, &r)).await.expect("post");
+            single
+                .write(move |ctx| ledger::post(ctx, &r))
+                .await
+                .expect("post");
         }
     });
     let single_elapsed = started.elapsed();
@@ -77,7 +83,10 @@ fn run(durability: Durability) {
                 let mut i = w;
                 while i < GROUP_TRANSFERS {
                     let r = request(format!("group:{i}"), i);
-                    store.write(move |ctx| ledger::post(ctx, &r)).await.expect("post");
+                    store
+                        .write(move |ctx| ledger::post(ctx, &r))
+                        .await
+                        .expect("post");
                     i += GROUP_WRITERS;
                 }
             }));
@@ -95,7 +104,9 @@ fn run(durability: Durability) {
 
     println!(
         "ledger_commit, durability {durability:?} (acknowledged = fsynced), WAL, {} cores",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     );
     println!(
         "  one transaction per transfer: {SINGLE_TRANSFERS} transfers in {} → {:.0} transfers/s ({single_commits} commits)",
@@ -108,7 +119,10 @@ fn run(durability: Durability) {
         group_rate,
         GROUP_TRANSFERS as f64 / group_commits.max(1) as f64
     );
-    println!("  ratio group/single: {:.1}x (target ≥ 50x)", group_rate / single_rate);
+    println!(
+        "  ratio group/single: {:.1}x (target ≥ 50x)",
+        group_rate / single_rate
+    );
 }
 
 fn fmt(d: Duration) -> String {

@@ -222,7 +222,10 @@ fn header(headers: &HeaderMap, name: &'static str) -> Result<String, AuthError> 
         "x-signature" => "X-Signature",
         _ => "X-Timestamp",
     };
-    let bytes = headers.get(name).ok_or(AuthError::Missing(display))?.as_bytes();
+    let bytes = headers
+        .get(name)
+        .ok_or(AuthError::Missing(display))?
+        .as_bytes();
     // Ids may be non-ASCII (`müller`): clients send UTF-8, and Python's
     // http.client sends Latin-1. Accept both.
     let value = match std::str::from_utf8(bytes) {

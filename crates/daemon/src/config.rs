@@ -510,7 +510,11 @@ impl Config {
     pub fn load(cli: &CliOverrides, env: &[(String, String)]) -> Result<Config, ConfigError> {
         // Demo mode starts from demo-friendly defaults; the file and the
         // environment still override them.
-        let mut table = if cli.demo { demo_defaults() } else { toml::Table::new() };
+        let mut table = if cli.demo {
+            demo_defaults()
+        } else {
+            toml::Table::new()
+        };
         if let Some(path) = &cli.config_file {
             merge_tables(&mut table, read_file_table(path)?);
         }
@@ -699,7 +703,9 @@ cooldown_s = 60
 fn merge_tables(base: &mut toml::Table, top: toml::Table) {
     for (key, value) in top {
         match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(inner)), toml::Value::Table(top_inner)) => merge_tables(inner, top_inner),
+            (Some(toml::Value::Table(inner)), toml::Value::Table(top_inner)) => {
+                merge_tables(inner, top_inner)
+            }
             (_, value) => {
                 base.insert(key, value);
             }

@@ -52,7 +52,10 @@ pub async fn run(app: App) {
 /// Gives demo miners keys and payout addresses, then asks for a withdrawal
 /// from the richest miner without an open one every 20 seconds.
 async fn requester(app: App, url: String, miners: u32) {
-    let client = match reqwest::Client::builder().timeout(Duration::from_secs(30)).build() {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+    {
         Ok(client) => client,
         Err(e) => {
             tracing::error!(error = %e, "demo: no HTTP client");
@@ -80,8 +83,11 @@ async fn requester(app: App, url: String, miners: u32) {
             },
         };
         let address = demo_address(&id, network);
-        let body = serde_json::json!({"miner_id": id, "address": address, "ts": crate::clock::now_s()});
-        if let Err(e) = signed_post(&client, &url, "/api/miner/payout_address", &id, &key, &body).await {
+        let body =
+            serde_json::json!({"miner_id": id, "address": address, "ts": crate::clock::now_s()});
+        if let Err(e) =
+            signed_post(&client, &url, "/api/miner/payout_address", &id, &key, &body).await
+        {
             tracing::warn!(miner = %id, error = %e, "demo: cannot set a payout address");
         }
         keys.push((id, key));
@@ -98,10 +104,9 @@ async fn requester(app: App, url: String, miners: u32) {
             let Ok(detail) = crate::views::miner_detail(&app, entry.0.clone()).await else {
                 continue;
             };
-            let open = detail
-                .withdrawals
-                .iter()
-                .any(|w| ["requested", "approved", "batched", "needs_attention"].contains(&w.state.as_str()));
+            let open = detail.withdrawals.iter().any(|w| {
+                ["requested", "approved", "batched", "needs_attention"].contains(&w.state.as_str())
+            });
             let balance_sat = detail.row.balance_msat / 1000;
             if !open && balance_sat >= min_sat && best.is_none_or(|(b, _)| balance_sat > b) {
                 best = Some((balance_sat, entry));
@@ -110,7 +115,9 @@ async fn requester(app: App, url: String, miners: u32) {
         let Some((balance_sat, (id, key))) = best else {
             continue;
         };
-        let amount_sat = (balance_sat * rand::Rng::gen_range(&mut rand::thread_rng(), 50..90) / 100).max(min_sat);
+        let amount_sat = (balance_sat * rand::Rng::gen_range(&mut rand::thread_rng(), 50..90)
+            / 100)
+            .max(min_sat);
         let body = serde_json::json!({
             "miner_id": id,
             "amount": pooldesk_proto::amount::format_btc(amount_sat),
@@ -118,7 +125,9 @@ async fn requester(app: App, url: String, miners: u32) {
             "ts": crate::clock::now_s(),
         });
         match signed_post(&client, &url, "/api/withdraw", id, key, &body).await {
-            Ok(status) => tracing::info!(miner = %id, amount_sat, status, "demo: withdrawal requested"),
+            Ok(status) => {
+                tracing::info!(miner = %id, amount_sat, status, "demo: withdrawal requested")
+            }
             Err(e) => tracing::warn!(miner = %id, error = %e, "demo: withdrawal request failed"),
         }
     }

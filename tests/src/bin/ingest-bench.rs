@@ -43,13 +43,25 @@ fn options() -> Options {
 
 fn main() {
     if let Some(pos) = std::env::args().position(|a| a == "--noop-server") {
-        let port: u16 = std::env::args().nth(pos + 1).expect("port").parse().expect("port");
+        let port: u16 = std::env::args()
+            .nth(pos + 1)
+            .expect("port")
+            .parse()
+            .expect("port");
         return noop_server(port);
     }
     let opts = options();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--release", "-q", "-p", "pooldesk-daemon", "--bin", "pooldeskd"])
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "pooldesk-daemon",
+            "--bin",
+            "pooldeskd",
+        ])
         .current_dir(workspace_root())
         .status()
         .expect("cargo build");
@@ -57,7 +69,10 @@ fn main() {
     let target = pooldesk_e2e::daemon::target_dir();
     let daemon_bin = target.join("release").join("pooldeskd");
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
 
     // The no-op baseline, in its own process like the daemon.
     let noop_port = free_port();
@@ -91,19 +106,33 @@ fn main() {
         "ingest-bench: {} connections, {} s per target, {} cores (load generator on the same machine)",
         opts.connections,
         opts.seconds,
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     );
     let baseline = runtime.block_on(drive(noop_addr, "/noop", &secret, &opts, "noop"));
-    let reports = runtime.block_on(drive(daemon_addr, "/api/report_share", &secret, &opts, "daemon"));
+    let reports = runtime.block_on(drive(
+        daemon_addr,
+        "/api/report_share",
+        &secret,
+        &opts,
+        "daemon",
+    ));
     print("no-op axum endpoint", &baseline);
     print("signed durable reports", &reports);
     println!(
         "  ratio reports/no-op: {:.2} (target ≥ 0.5); reports/s target ≥ 25000; p99 target ≤ 20 ms",
         reports.rate / baseline.rate
     );
-    println!("  errors: no-op {}, daemon {}", baseline.errors, reports.errors);
+    println!(
+        "  errors: no-op {}, daemon {}",
+        baseline.errors, reports.errors
+    );
     if let Ok(text) = runtime.block_on(async {
-        reqwest::get(format!("http://{daemon_addr}/metrics")).await?.text().await
+        reqwest::get(format!("http://{daemon_addr}/metrics"))
+            .await?
+            .text()
+            .await
     }) {
         let value = |name: &str| {
             text.lines()
@@ -127,7 +156,10 @@ fn main() {
         .arg(dir.path().join("data"))
         .output()
         .expect("verify");
-    println!("  pooldeskd verify: {}", String::from_utf8_lossy(&verify.stdout).trim());
+    println!(
+        "  pooldeskd verify: {}",
+        String::from_utf8_lossy(&verify.stdout).trim()
+    );
 }
 
 fn stop(child: &mut Child) {
@@ -165,7 +197,13 @@ fn print(name: &str, r: &Result) {
     );
 }
 
-async fn drive(addr: SocketAddr, path: &'static str, secret: &str, opts: &Options, tag: &'static str) -> Result {
+async fn drive(
+    addr: SocketAddr,
+    path: &'static str,
+    secret: &str,
+    opts: &Options,
+    tag: &'static str,
+) -> Result {
     let stop = Arc::new(AtomicBool::new(false));
     let secret = Arc::new(secret.to_string());
     let mut tasks = Vec::new();
@@ -230,7 +268,11 @@ async fn drive(addr: SocketAddr, path: &'static str, secret: &str, opts: &Option
     }
     let elapsed = started.elapsed();
     all.sort();
-    let pick = |q: f64| all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default();
+    let pick = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     Result {
         rate: all.len() as f64 / elapsed.as_secs_f64(),
         p50: pick(0.50),
@@ -243,7 +285,10 @@ async fn drive(addr: SocketAddr, path: &'static str, secret: &str, opts: &Option
 /// The baseline: axum, a POST route that reads the body and answers a
 /// small JSON, nothing else.
 fn noop_server(port: u16) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async move {
         let app = axum::Router::new().route(
             "/noop",
@@ -252,7 +297,9 @@ fn noop_server(port: u16) {
                 axum::Json(serde_json::json!({"status": "ok"}))
             }),
         );
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind");
         axum::serve(listener, app).await.expect("serve");
     });
 }

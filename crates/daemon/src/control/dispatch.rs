@@ -70,7 +70,10 @@ async fn run(app: &App, actor: Actor, request: Request) -> Result<Response, Erro
             .await
             .map(Response::Audit)
             .map_err(store_error),
-        Request::ResolveFaucetBatch { batch_id, resolution } => app
+        Request::ResolveFaucetBatch {
+            batch_id,
+            resolution,
+        } => app
             .faucet
             .resolve(actor, batch_id, resolution)
             .await

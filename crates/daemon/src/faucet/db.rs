@@ -398,7 +398,9 @@ pub fn mark_needs_attention(
 pub fn requeue(ctx: &mut WriteCtx<'_>, batch_id: i64, note: &str) -> Result<Vec<i64>, FaucetError> {
     let ids = attention_requests(ctx.conn, batch_id)?;
     ctx.conn
-        .prepare_cached("UPDATE faucet_batches SET state = 'failed', note = ?1, updated_at = ?2 WHERE id = ?3")?
+        .prepare_cached(
+            "UPDATE faucet_batches SET state = 'failed', note = ?1, updated_at = ?2 WHERE id = ?3",
+        )?
         .execute(params![note, ctx.now_s, batch_id])?;
     ctx.conn
         .prepare_cached(
@@ -429,11 +431,15 @@ pub fn cancel(ctx: &mut WriteCtx<'_>, batch_id: i64, note: &str) -> Result<Vec<i
             },
         )?;
         ctx.conn
-            .prepare_cached("UPDATE faucet_requests SET state = 'cancelled', updated_at = ?1 WHERE id = ?2")?
+            .prepare_cached(
+                "UPDATE faucet_requests SET state = 'cancelled', updated_at = ?1 WHERE id = ?2",
+            )?
             .execute(params![ctx.now_s, id])?;
     }
     ctx.conn
-        .prepare_cached("UPDATE faucet_batches SET state = 'failed', note = ?1, updated_at = ?2 WHERE id = ?3")?
+        .prepare_cached(
+            "UPDATE faucet_batches SET state = 'failed', note = ?1, updated_at = ?2 WHERE id = ?3",
+        )?
         .execute(params![note, ctx.now_s, batch_id])?;
     Ok(ids)
 }
@@ -451,13 +457,18 @@ fn attention_requests(conn: &Connection, batch_id: i64) -> Result<Vec<i64>, Fauc
         .optional()?;
     match state.as_deref() {
         Some("needs_attention") => Ok(batch_requests(conn, batch_id)?),
-        Some(other) => Err(FaucetError::WrongState(format!("faucet batch {batch_id} is {other}"))),
+        Some(other) => Err(FaucetError::WrongState(format!(
+            "faucet batch {batch_id} is {other}"
+        ))),
         None => Err(FaucetError::NotFound),
     }
 }
 
 /// The outputs a batch pays: one per address, amounts summed.
-pub fn batch_outputs(conn: &Connection, batch_id: i64) -> rusqlite::Result<Vec<crate::wallet::Output>> {
+pub fn batch_outputs(
+    conn: &Connection,
+    batch_id: i64,
+) -> rusqlite::Result<Vec<crate::wallet::Output>> {
     let mut stmt = conn.prepare_cached(
         "SELECT address, SUM(amount_sat) FROM faucet_requests WHERE batch_id = ?1 GROUP BY address ORDER BY address",
     )?;

@@ -388,13 +388,18 @@ impl Faucet {
             .store
             .read(move |conn| {
                 let tag: Option<String> = conn
-                    .query_row("SELECT tag FROM faucet_batches WHERE id = ?1", [batch_id], |r| r.get(0))
+                    .query_row(
+                        "SELECT tag FROM faucet_batches WHERE id = ?1",
+                        [batch_id],
+                        |r| r.get(0),
+                    )
                     .ok();
                 Ok((tag, db::batch_outputs(conn, batch_id)?))
             })
             .await?;
         let tag = tag.ok_or(FaucetError::NotFound)?;
-        let unavailable = |e: crate::wallet::WalletError| FaucetError::WalletUnavailable(e.to_string());
+        let unavailable =
+            |e: crate::wallet::WalletError| FaucetError::WalletUnavailable(e.to_string());
         let (message, detail) = match resolution {
             BatchResolution::Paid { txid } => {
                 let tx = self
@@ -402,10 +407,14 @@ impl Faucet {
                     .transaction(&txid)
                     .await
                     .map_err(unavailable)?
-                    .ok_or_else(|| FaucetError::Invalid(format!("the wallet does not know transaction {txid}")))?;
-                let pays_all = outputs
-                    .iter()
-                    .all(|o| tx.sends.iter().any(|s| s.address == o.address && s.amount_sat == o.amount_sat));
+                    .ok_or_else(|| {
+                        FaucetError::Invalid(format!("the wallet does not know transaction {txid}"))
+                    })?;
+                let pays_all = outputs.iter().all(|o| {
+                    tx.sends
+                        .iter()
+                        .any(|s| s.address == o.address && s.amount_sat == o.amount_sat)
+                });
                 if !pays_all {
                     return Err(FaucetError::Invalid(format!(
                         "transaction {txid} does not pay every output of faucet batch {batch_id}"
@@ -419,14 +428,16 @@ impl Faucet {
                         db::mark_paid(ctx, batch_id, &t, fee)
                     })
                     .await?;
-                (format!("faucet batch {batch_id} recorded as paid by {txid}"), format!("paid {txid}"))
+                (
+                    format!("faucet batch {batch_id} recorded as paid by {txid}"),
+                    format!("paid {txid}"),
+                )
             }
             BatchResolution::Retry | BatchResolution::Failed => {
                 let found = self.wallet.find_by_tag(&tag).await.map_err(unavailable)?;
-                if let Some(tx) = found
-                    .iter()
-                    .find(|t| t.in_mempool_or_chain && t.replaced_by_txid.is_none() && t.confirmations >= 0)
-                {
+                if let Some(tx) = found.iter().find(|t| {
+                    t.in_mempool_or_chain && t.replaced_by_txid.is_none() && t.confirmations >= 0
+                }) {
                     return Err(FaucetError::WrongState(format!(
                         "the wallet shows faucet batch {batch_id} as sent in {}: resolve it as paid",
                         tx.txid
@@ -439,7 +450,13 @@ impl Faucet {
                     "resolved as not sent: requests back in the queue"
                 };
                 self.store
-                    .write(move |ctx| if give_up { db::cancel(ctx, batch_id, note) } else { db::requeue(ctx, batch_id, note) })
+                    .write(move |ctx| {
+                        if give_up {
+                            db::cancel(ctx, batch_id, note)
+                        } else {
+                            db::requeue(ctx, batch_id, note)
+                        }
+                    })
                     .await?;
                 (format!("faucet batch {batch_id} {note}"), note.to_string())
             }
@@ -448,7 +465,8 @@ impl Faucet {
         let entry = self
             .store
             .write(move |ctx| {
-                crate::audit::record(ctx, &actor, "resolve_faucet_batch", &subject, &detail).map_err(FaucetError::Db)
+                crate::audit::record(ctx, &actor, "resolve_faucet_batch", &subject, &detail)
+                    .map_err(FaucetError::Db)
             })
             .await?;
         self.bus.publish(BusEvent::Audit(entry));

@@ -493,12 +493,17 @@ async fn an_admin_resolves_a_batch_in_attention_by_retry_or_cancel() {
     };
     // Retry: nothing was sent, the request goes back to the queue.
     let a = f.request(&address(), ip(1)).await.unwrap();
-    f.wallet.push(Err(WalletError::Ambiguous("reset".into())), false);
+    f.wallet
+        .push(Err(WalletError::Ambiguous("reset".into())), false);
     f.faucet.round().await;
     let batch = attention_batch(&f).await;
     let message = f
         .faucet
-        .resolve(crate::audit::Actor::Uid(1000), batch, BatchResolution::Retry)
+        .resolve(
+            crate::audit::Actor::Uid(1000),
+            batch,
+            BatchResolution::Retry,
+        )
         .await
         .unwrap();
     assert!(message.contains("queue"), "{message}");
@@ -506,21 +511,36 @@ async fn an_admin_resolves_a_batch_in_attention_by_retry_or_cancel() {
     f.verified().await;
     // A resolved batch cannot be resolved again.
     assert!(matches!(
-        f.faucet.resolve(crate::audit::Actor::Uid(1000), batch, BatchResolution::Failed).await,
+        f.faucet
+            .resolve(
+                crate::audit::Actor::Uid(1000),
+                batch,
+                BatchResolution::Failed
+            )
+            .await,
         Err(FaucetError::WrongState(_))
     ));
     // Failed: the request is cancelled and its hold returns to the budget.
-    f.wallet.push(Err(WalletError::Ambiguous("reset".into())), false);
+    f.wallet
+        .push(Err(WalletError::Ambiguous("reset".into())), false);
     f.faucet.round().await;
     let batch = attention_batch(&f).await;
     f.faucet
-        .resolve(crate::audit::Actor::Uid(1000), batch, BatchResolution::Failed)
+        .resolve(
+            crate::audit::Actor::Uid(1000),
+            batch,
+            BatchResolution::Failed,
+        )
         .await
         .unwrap();
     assert_eq!(f.state(a.id).await, "cancelled");
     assert_eq!(f.balance(crate::ledger::FAUCET_HELD).await, 0);
     assert_eq!(f.balance(crate::ledger::FAUCET_FUNDING).await, 0);
-    assert_eq!(f.wallet.sends(), 2, "each round sent once; nothing resent by itself");
+    assert_eq!(
+        f.wallet.sends(),
+        2,
+        "each round sent once; nothing resent by itself"
+    );
     f.verified().await;
 }
 
@@ -529,18 +549,31 @@ async fn retry_is_refused_while_the_wallet_shows_the_batch() {
     use pooldesk_proto::model::BatchResolution;
     let f = fixture(config(|_| {}));
     let a = f.request(&address(), ip(1)).await.unwrap();
-    f.wallet.push(Err(WalletError::Ambiguous("reset".into())), false);
+    f.wallet
+        .push(Err(WalletError::Ambiguous("reset".into())), false);
     f.faucet.round().await;
     let batch: i64 = f
         .store
-        .read(|c| c.query_row("SELECT id FROM faucet_batches WHERE state = 'needs_attention'", [], |r| r.get(0)))
+        .read(|c| {
+            c.query_row(
+                "SELECT id FROM faucet_batches WHERE state = 'needs_attention'",
+                [],
+                |r| r.get(0),
+            )
+        })
         .await
         .unwrap();
     // The transaction appears in the wallet before the admin decides.
     let tag = f.wallet.sends.lock().unwrap()[0].0.clone();
     f.wallet.land(&tag, &"44".repeat(32));
     assert!(matches!(
-        f.faucet.resolve(crate::audit::Actor::Uid(1000), batch, BatchResolution::Retry).await,
+        f.faucet
+            .resolve(
+                crate::audit::Actor::Uid(1000),
+                batch,
+                BatchResolution::Retry
+            )
+            .await,
         Err(FaucetError::WrongState(_))
     ));
     assert_eq!(f.state(a.id).await, "needs_attention");

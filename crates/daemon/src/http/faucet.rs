@@ -21,7 +21,10 @@ pub fn routes() -> Router<App> {
         .route("/api/faucet", get(status).post(request))
         .route("/api/faucet/challenge", get(challenge))
         .route("/api/faucet/requests/{id}", get(lookup))
-        .route("/api/admin/faucet/batches/{id}/resolve", axum::routing::post(resolve))
+        .route(
+            "/api/admin/faucet/batches/{id}/resolve",
+            axum::routing::post(resolve),
+        )
 }
 
 /// `POST /api/admin/faucet/batches/{id}/resolve` — `{"outcome":"paid","txid":…}`

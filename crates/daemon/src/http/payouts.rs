@@ -42,13 +42,16 @@ impl From<PayoutError> for ApiError {
         let message = e.to_string();
         match e {
             PayoutError::NotFound(_) => ApiError::not_found(message),
-            PayoutError::WrongState { state, .. } => ApiError::conflict("wrong_state", message).with("state", state),
+            PayoutError::WrongState { state, .. } => {
+                ApiError::conflict("wrong_state", message).with("state", state)
+            }
             PayoutError::Invalid(_) => ApiError::unprocessable("invalid", message),
             PayoutError::BelowMinimum { min_sat } => {
                 ApiError::unprocessable("below_minimum", message).with("min_sat", min_sat)
             }
             PayoutError::InsufficientFunds { balance_msat, .. } => {
-                ApiError::unprocessable("insufficient_funds", message).with("balance_msat", balance_msat)
+                ApiError::unprocessable("insufficient_funds", message)
+                    .with("balance_msat", balance_msat)
             }
             PayoutError::NoPayoutAddress => ApiError::unprocessable("no_payout_address", message),
             PayoutError::Conflict(_) => ApiError::conflict("conflict", message),
@@ -63,7 +66,9 @@ impl From<PayoutError> for ApiError {
             PayoutError::Store(e) => e.into(),
             PayoutError::Db(_) => {
                 tracing::error!(error = %message, "payouts storage fault");
-                ApiError::unavailable("the ledger cannot commit right now; nothing was recorded, retry later")
+                ApiError::unavailable(
+                    "the ledger cannot commit right now; nothing was recorded, retry later",
+                )
             }
         }
     }
@@ -72,7 +77,10 @@ impl From<PayoutError> for ApiError {
 fn require_same_miner(signed_id: &str, body: &Value) -> Result<(), ApiError> {
     match body.get("miner_id").and_then(Value::as_str) {
         Some(id) if id == signed_id => Ok(()),
-        Some(_) => Err(ApiError::forbidden("miner_mismatch", "miner_id in the body must equal X-User-ID")),
+        Some(_) => Err(ApiError::forbidden(
+            "miner_mismatch",
+            "miner_id in the body must equal X-User-ID",
+        )),
         None => Err(ApiError::unprocessable("invalid", "miner_id is required")),
     }
 }
@@ -85,7 +93,11 @@ struct PayoutAddressBody {
 }
 
 /// `POST /api/miner/payout_address` (signed) `{miner_id, address, ts}`.
-async fn payout_address(State(app): State<App>, headers: HeaderMap, RawBody(body): RawBody) -> Result<Response, ApiError> {
+async fn payout_address(
+    State(app): State<App>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
     let signed = app.auth.verify(&headers, &body, Bucket::Signed).await?;
     app.auth.require_body_ts(&signed.body)?;
     require_same_miner(&signed.miner.id, &signed.body)?;
@@ -112,15 +124,25 @@ struct WithdrawBody {
 }
 
 /// `POST /api/withdraw` (signed) `{miner_id, amount, event_id, ts}` → 202.
-async fn withdraw(State(app): State<App>, headers: HeaderMap, RawBody(body): RawBody) -> Result<Response, ApiError> {
+async fn withdraw(
+    State(app): State<App>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
     let signed = app.auth.verify(&headers, &body, Bucket::Signed).await?;
     app.auth.require_body_ts(&signed.body)?;
     require_same_miner(&signed.miner.id, &signed.body)?;
     let request: WithdrawBody = parse_json(&body)?;
     if request.event_id.is_empty() || request.event_id.len() > crate::ingest::MAX_EVENT_ID_LEN {
-        return Err(ApiError::unprocessable("invalid", "event_id must be 1 to 128 bytes"));
+        return Err(ApiError::unprocessable(
+            "invalid",
+            "event_id must be 1 to 128 bytes",
+        ));
     }
-    let w = app.payouts.request(&signed.miner, request.amount, &request.event_id).await?;
+    let w = app
+        .payouts
+        .request(&signed.miner, request.amount, &request.event_id)
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(json!({
@@ -153,7 +175,9 @@ async fn list_withdrawals(
     let Query(q) = query.map_err(|e| ApiError::unprocessable("invalid", e.body_text()))?;
     let offset = match q.cursor.as_deref() {
         None | Some("") => 0,
-        Some(c) => c.parse().map_err(|_| ApiError::unprocessable("invalid", "cursor must come from next_cursor"))?,
+        Some(c) => c
+            .parse()
+            .map_err(|_| ApiError::unprocessable("invalid", "cursor must come from next_cursor"))?,
     };
     let page = app.payouts.list(q.state, offset, q.limit).await?;
     let next = offset as u64 + page.rows.len() as u64;
@@ -166,9 +190,16 @@ async fn list_withdrawals(
 }
 
 /// `POST /api/admin/withdrawals/{id}/approve`
-async fn approve(State(app): State<App>, admin: Admin, Path(id): Path<i64>) -> Result<Response, ApiError> {
+async fn approve(
+    State(app): State<App>,
+    admin: Admin,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
     let result = app.payouts.approve(admin.actor, vec![id]).await?;
-    let outcome = result.into_iter().next().ok_or_else(|| ApiError::internal("no approval result"))?;
+    let outcome = result
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::internal("no approval result"))?;
     if !outcome.ok {
         let message = outcome.error.unwrap_or_default();
         return Err(if message.starts_with("no such") {
@@ -187,7 +218,12 @@ struct RejectBody {
 }
 
 /// `POST /api/admin/withdrawals/{id}/reject` `{reason}`
-async fn reject(State(app): State<App>, admin: Admin, Path(id): Path<i64>, RawBody(body): RawBody) -> Result<Response, ApiError> {
+async fn reject(
+    State(app): State<App>,
+    admin: Admin,
+    Path(id): Path<i64>,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
     let request: RejectBody = parse_json(&body)?;
     let w = app.payouts.reject(admin.actor, id, request.reason).await?;
     Ok(axum::Json(withdrawal_json(&w.row())).into_response())
@@ -238,7 +274,11 @@ fn outcome_json(outcome: &BatchOutcome) -> Value {
 }
 
 /// `POST /api/admin/batch_payout` — the seed's body; amounts exact.
-async fn batch_payout(State(app): State<App>, admin: Admin, RawBody(body): RawBody) -> Result<Response, ApiError> {
+async fn batch_payout(
+    State(app): State<App>,
+    admin: Admin,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
     let request: BatchPayoutBody = parse_json(&body)?;
     let payments = request
         .payments
@@ -249,7 +289,10 @@ async fn batch_payout(State(app): State<App>, admin: Admin, RawBody(body): RawBo
             amount_sat: p.amount,
         })
         .collect();
-    let outcome = app.payouts.batch_payout(admin.actor, payments, request.request_id).await?;
+    let outcome = app
+        .payouts
+        .batch_payout(admin.actor, payments, request.request_id)
+        .await?;
     Ok(axum::Json(outcome_json(&outcome)).into_response())
 }
 
@@ -268,21 +311,36 @@ fn ids_body(body: &[u8]) -> Result<IdsBody, ApiError> {
 }
 
 /// `POST /api/admin/send_batch` `{withdrawal_ids}` (empty: all payable).
-async fn send_batch(State(app): State<App>, admin: Admin, RawBody(body): RawBody) -> Result<Response, ApiError> {
+async fn send_batch(
+    State(app): State<App>,
+    admin: Admin,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
     let request = ids_body(&body)?;
-    let outcome = app.payouts.send_batch(admin.actor, request.withdrawal_ids).await?;
+    let outcome = app
+        .payouts
+        .send_batch(admin.actor, request.withdrawal_ids)
+        .await?;
     Ok(axum::Json(outcome_json(&outcome)).into_response())
 }
 
 /// `GET /api/admin/batches`
 async fn batches(State(app): State<App>, _admin: Admin) -> Result<Response, ApiError> {
     let batches = app.payouts.batches(100).await?;
-    Ok(axum::Json(json!({"batches": batches.iter().map(batch_json).collect::<Vec<_>>()})).into_response())
+    Ok(
+        axum::Json(json!({"batches": batches.iter().map(batch_json).collect::<Vec<_>>()}))
+            .into_response(),
+    )
 }
 
 /// `POST /api/admin/batches/{id}/resolve` `{"outcome":"paid","txid":…}` |
 /// `{"outcome":"retry"}` | `{"outcome":"failed"}`
-async fn resolve(State(app): State<App>, admin: Admin, Path(id): Path<i64>, RawBody(body): RawBody) -> Result<Response, ApiError> {
+async fn resolve(
+    State(app): State<App>,
+    admin: Admin,
+    Path(id): Path<i64>,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
     let resolution: BatchResolution = parse_json(&body)?;
     let batch = app.payouts.resolve(admin.actor, id, resolution).await?;
     Ok(axum::Json(batch_json(&batch)).into_response())
@@ -294,7 +352,11 @@ struct PauseBody {
 }
 
 /// `POST /api/admin/payouts/pause` `{paused}`
-async fn pause(State(app): State<App>, admin: Admin, RawBody(body): RawBody) -> Result<Response, ApiError> {
+async fn pause(
+    State(app): State<App>,
+    admin: Admin,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
     let request: PauseBody = parse_json(&body)?;
     app.payouts.set_paused(admin.actor, request.paused).await?;
     Ok(axum::Json(json!({"status": "ok", "paused": request.paused})).into_response())
@@ -305,9 +367,16 @@ pub fn review_json(review: &PsbtReview) -> Value {
 }
 
 /// `POST /api/admin/create_psbt` `{withdrawal_ids}` → `{psbt_id, psbt, review}`
-async fn create_psbt(State(app): State<App>, admin: Admin, RawBody(body): RawBody) -> Result<Response, ApiError> {
+async fn create_psbt(
+    State(app): State<App>,
+    admin: Admin,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
     let request = ids_body(&body)?;
-    let (outcome, review) = app.payouts.create_psbt(admin.actor, request.withdrawal_ids).await?;
+    let (outcome, review) = app
+        .payouts
+        .create_psbt(admin.actor, request.withdrawal_ids)
+        .await?;
     let mut body = outcome_json(&outcome);
     body["psbt_id"] = json!(review.psbt_id);
     body["review"] = review_json(&review);
@@ -315,7 +384,11 @@ async fn create_psbt(State(app): State<App>, admin: Admin, RawBody(body): RawBod
 }
 
 /// `GET /api/admin/psbt/{id}` — the review.
-async fn psbt_review(State(app): State<App>, _admin: Admin, Path(id): Path<i64>) -> Result<Response, ApiError> {
+async fn psbt_review(
+    State(app): State<App>,
+    _admin: Admin,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
     let review = app.payouts.psbt_review(id).await?;
     Ok(axum::Json(review_json(&review)).into_response())
 }
@@ -327,9 +400,17 @@ struct ImportBody {
 
 /// `POST /api/admin/psbt/{id}/import` `{psbt}` — review a signed PSBT
 /// before finalizing (refused with the differences if tampered).
-async fn import_psbt(State(app): State<App>, admin: Admin, Path(id): Path<i64>, RawBody(body): RawBody) -> Result<Response, ApiError> {
+async fn import_psbt(
+    State(app): State<App>,
+    admin: Admin,
+    Path(id): Path<i64>,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
     let request: ImportBody = parse_json(&body)?;
-    let review = app.payouts.import_psbt(admin.actor, id, request.psbt).await?;
+    let review = app
+        .payouts
+        .import_psbt(admin.actor, id, request.psbt)
+        .await?;
     Ok(axum::Json(review_json(&review)).into_response())
 }
 
@@ -342,8 +423,15 @@ struct FinalizeBody {
 
 /// `POST /api/admin/finalize_psbt` `{psbt_id, psbt}` → `{txid}` or 422
 /// with the differences.
-async fn finalize_psbt(State(app): State<App>, admin: Admin, RawBody(body): RawBody) -> Result<Response, ApiError> {
+async fn finalize_psbt(
+    State(app): State<App>,
+    admin: Admin,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
     let request: FinalizeBody = parse_json(&body)?;
-    let result = app.payouts.finalize_psbt(admin.actor, request.psbt_id, request.psbt).await?;
+    let result = app
+        .payouts
+        .finalize_psbt(admin.actor, request.psbt_id, request.psbt)
+        .await?;
     Ok(axum::Json(json!({"status": "ok", "txid": result.txid, "batch_id": result.batch_id, "psbt_id": request.psbt_id})).into_response())
 }

@@ -242,13 +242,23 @@ impl Ingest {
             as i64;
         let body_sha256: [u8; 32] = Sha256::digest(body).into();
         let row = report.clone();
-        let known = inner.known_miners.read().expect("known miners").contains(&report.miner_id);
+        let known = inner
+            .known_miners
+            .read()
+            .expect("known miners")
+            .contains(&report.miner_id);
         let ((account_id, received_at), info) = inner
             .store
-            .write_fast(move |ctx| db::insert_share_report(ctx, &row, work, credited, body_sha256, known))
+            .write_fast(move |ctx| {
+                db::insert_share_report(ctx, &row, work, credited, body_sha256, known)
+            })
             .await?;
         if !known {
-            inner.known_miners.write().expect("known miners").insert(report.miner_id.clone());
+            inner
+                .known_miners
+                .write()
+                .expect("known miners")
+                .insert(report.miner_id.clone());
         }
         let balance_msat = info.balances.get(&account_id).copied().unwrap_or(0);
         let minute = received_at - received_at.rem_euclid(60);

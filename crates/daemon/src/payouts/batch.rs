@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use pooldesk_proto::model::{AuditEntry, BatchResolution, BatchResult, BatchRow, Warning, WithdrawalRow};
+use pooldesk_proto::model::{
+    AuditEntry, BatchResolution, BatchResult, BatchRow, Warning, WithdrawalRow,
+};
 
 use super::db::{self, Batch, Withdrawal};
 use super::{PAUSED_KEY, PayoutError, Payouts};
@@ -35,8 +37,15 @@ pub(super) struct BatchChange {
 }
 
 /// Reads back a batch after a change, inside the same job.
-pub(super) fn batch_change(ctx: &WriteCtx<'_>, batch_id: i64, entry: Option<AuditEntry>) -> Result<BatchChange, PayoutError> {
-    let rows = db::withdrawals_of_batch(ctx.conn, batch_id)?.iter().map(Withdrawal::row).collect();
+pub(super) fn batch_change(
+    ctx: &WriteCtx<'_>,
+    batch_id: i64,
+    entry: Option<AuditEntry>,
+) -> Result<BatchChange, PayoutError> {
+    let rows = db::withdrawals_of_batch(ctx.conn, batch_id)?
+        .iter()
+        .map(Withdrawal::row)
+        .collect();
     let batch = db::get_batch(ctx.conn, batch_id)?.ok_or(PayoutError::NotFound("batch"))?;
     Ok(BatchChange {
         rows,
@@ -61,10 +70,17 @@ impl Payouts {
 impl Payouts {
     /// Admin: pay approved withdrawals now (all payable ones when `ids` is
     /// empty). Hot mode sends; cold mode builds a PSBT for review.
-    pub async fn send_batch(&self, actor: Actor, ids: Vec<i64>) -> Result<BatchOutcome, PayoutError> {
+    pub async fn send_batch(
+        &self,
+        actor: Actor,
+        ids: Vec<i64>,
+    ) -> Result<BatchOutcome, PayoutError> {
         match self.inner.config.mode {
             PayoutMode::Hot => self.send_hot(actor, ids).await,
-            PayoutMode::Cold => self.create_psbt(actor, ids).await.map(|(outcome, _)| outcome),
+            PayoutMode::Cold => self
+                .create_psbt(actor, ids)
+                .await
+                .map(|(outcome, _)| outcome),
         }
     }
 
@@ -95,7 +111,11 @@ impl Payouts {
                 batch.id, batch.state
             )));
         }
-        let status = inner.wallet.status().await.map_err(|e| PayoutError::Waiting(format!("wallet: {e}")))?;
+        let status = inner
+            .wallet
+            .status()
+            .await
+            .map_err(|e| PayoutError::Waiting(format!("wallet: {e}")))?;
         let fee_rate = match inner.wallet.estimate_fee_rate().await {
             Ok(Some(rate)) => rate.max(1),
             Ok(None) => config.fallback_fee_rate_sat_vb,
@@ -124,7 +144,9 @@ impl Payouts {
         if !ids.is_empty() {
             for id in ids {
                 if !chosen.iter().any(|w| w.id == *id) {
-                    return Err(PayoutError::Invalid(format!("withdrawal {id} is not approved")));
+                    return Err(PayoutError::Invalid(format!(
+                        "withdrawal {id} is not approved"
+                    )));
                 }
             }
         }
@@ -142,7 +164,9 @@ impl Payouts {
                 waiting_cap += 1;
                 continue;
             }
-            if !by_address.contains_key(&w.address) && by_address.len() >= config.max_outputs_per_batch {
+            if !by_address.contains_key(&w.address)
+                && by_address.len() >= config.max_outputs_per_batch
+            {
                 continue;
             }
             cap_left -= w.amount_sat;
@@ -155,16 +179,27 @@ impl Payouts {
                 why.push_str(&format!("; {waiting_delay} wait for the new-address delay"));
             }
             if waiting_cap > 0 {
-                why.push_str(&format!("; {waiting_cap} wait for the daily cap (payouts.daily_cap_btc)"));
+                why.push_str(&format!(
+                    "; {waiting_cap} wait for the daily cap (payouts.daily_cap_btc)"
+                ));
             }
             return Err(PayoutError::Nothing(why));
         }
         // Same-address outputs merged: one output per address.
         let outputs: Vec<Output> = by_address
             .into_iter()
-            .map(|(address, amount_sat)| Output { address, amount_sat })
+            .map(|(address, amount_sat)| Output {
+                address,
+                amount_sat,
+            })
             .collect();
-        Ok((Plan { ids: plan_ids, outputs }, fee_rate))
+        Ok((
+            Plan {
+                ids: plan_ids,
+                outputs,
+            },
+            fee_rate,
+        ))
     }
 
     /// Commits the batch and its withdrawals before any RPC.
@@ -210,21 +245,38 @@ impl Payouts {
     async fn send_hot(&self, actor: Actor, ids: Vec<i64>) -> Result<BatchOutcome, PayoutError> {
         let _guard = self.inner.lock.lock().await;
         let (plan, fee_rate) = self.plan(&ids).await?;
-        let batch = self.commit_intent(&actor, "hot", "sending", &plan, fee_rate).await?;
-        tracing::info!(batch = batch.id, outputs = batch.outputs.len(), total_sat = batch.total_sat, fee_rate, "sending payout batch");
-        match self.inner.wallet.send_many(&batch.outputs, &batch.tag, fee_rate).await {
+        let batch = self
+            .commit_intent(&actor, "hot", "sending", &plan, fee_rate)
+            .await?;
+        tracing::info!(
+            batch = batch.id,
+            outputs = batch.outputs.len(),
+            total_sat = batch.total_sat,
+            fee_rate,
+            "sending payout batch"
+        );
+        match self
+            .inner
+            .wallet
+            .send_many(&batch.outputs, &batch.tag, fee_rate)
+            .await
+        {
             Ok(txid) => {
                 self.finish_broadcast(&batch, &txid, None).await?;
             }
             Err(e) if e.is_definite() => {
-                self.fail_batch(&batch, &format!("the node refused the batch: {e}")).await?;
+                self.fail_batch(&batch, &format!("the node refused the batch: {e}"))
+                    .await?;
                 return Err(PayoutError::Node(e.to_string()));
             }
             Err(e) => {
                 // Maybe sent, maybe not: never resend; find out.
                 tracing::warn!(batch = batch.id, error = %e, "payout batch outcome unknown; reconciling");
-                self.note_batch(&batch, &format!("outcome unknown ({e}); reconciling with the wallet"))
-                    .await?;
+                self.note_batch(
+                    &batch,
+                    &format!("outcome unknown ({e}); reconciling with the wallet"),
+                )
+                .await?;
                 self.reconcile_sending(&batch).await;
             }
         }
@@ -233,7 +285,12 @@ impl Payouts {
 
     /// Records a broadcast: withdrawals paid (held → sent), batch state and
     /// txid, then the fee once the wallet tells it.
-    pub(super) async fn finish_broadcast(&self, batch: &Batch, txid: &str, fee_sat: Option<i64>) -> Result<(), PayoutError> {
+    pub(super) async fn finish_broadcast(
+        &self,
+        batch: &Batch,
+        txid: &str,
+        fee_sat: Option<i64>,
+    ) -> Result<(), PayoutError> {
         let fee_sat = match fee_sat {
             Some(fee) => Some(fee),
             None => match self.inner.wallet.transaction(txid).await {
@@ -250,7 +307,14 @@ impl Payouts {
                 for w in &withdrawals {
                     db::mark_paid(ctx, w, &txid_owned)?;
                 }
-                db::set_batch(ctx, batch_id, "broadcast", Some(&txid_owned), None, Some("broadcast"))?;
+                db::set_batch(
+                    ctx,
+                    batch_id,
+                    "broadcast",
+                    Some(&txid_owned),
+                    None,
+                    Some("broadcast"),
+                )?;
                 if let Some(fee) = fee_sat {
                     db::record_fee(ctx, batch_id, &txid_owned, fee)?;
                 }
@@ -272,7 +336,8 @@ impl Payouts {
     /// Records a payment found in the wallet for a batch that was parked in
     /// `needs_attention`.
     async fn settle_found(&self, batch: &Batch, tx: &WalletTx) -> Result<(), PayoutError> {
-        self.finish_broadcast(batch, &tx.txid, tx.fee_sat.map(i64::abs)).await?;
+        self.finish_broadcast(batch, &tx.txid, tx.fee_sat.map(i64::abs))
+            .await?;
         let id = batch.id;
         self.inner
             .store
@@ -295,12 +360,26 @@ impl Payouts {
             .store
             .write(move |ctx| {
                 db::set_batch(ctx, batch_id, "failed", None, None, Some(&reason_owned))?;
-                db::unbatch(ctx, batch_id, &format!("batch {batch_id} failed: {reason_owned}"))?;
-                let entry = audit::record(ctx, &Actor::System, "batch_failed", &format!("batch:{batch_id}"), &reason_owned)?;
+                db::unbatch(
+                    ctx,
+                    batch_id,
+                    &format!("batch {batch_id} failed: {reason_owned}"),
+                )?;
+                let entry = audit::record(
+                    ctx,
+                    &Actor::System,
+                    "batch_failed",
+                    &format!("batch:{batch_id}"),
+                    &reason_owned,
+                )?;
                 batch_change(ctx, batch_id, Some(entry))
             })
             .await?;
-        tracing::warn!(batch = batch.id, reason, "payout batch failed; its withdrawals wait for the next batch");
+        tracing::warn!(
+            batch = batch.id,
+            reason,
+            "payout batch failed; its withdrawals wait for the next batch"
+        );
         self.publish_change(change);
         Ok(())
     }
@@ -309,29 +388,59 @@ impl Payouts {
         let (batch_id, state, note) = (batch.id, batch.state.clone(), note.to_string());
         self.inner
             .store
-            .write(move |ctx| Ok::<_, PayoutError>(db::set_batch(ctx, batch_id, &state, None, None, Some(&note))?))
+            .write(move |ctx| {
+                Ok::<_, PayoutError>(db::set_batch(
+                    ctx,
+                    batch_id,
+                    &state,
+                    None,
+                    None,
+                    Some(&note),
+                )?)
+            })
             .await?;
         Ok(())
     }
 
     /// Puts a batch and its withdrawals in `needs_attention`.
-    pub(super) async fn needs_attention(&self, batch: &Batch, reason: &str) -> Result<(), PayoutError> {
+    pub(super) async fn needs_attention(
+        &self,
+        batch: &Batch,
+        reason: &str,
+    ) -> Result<(), PayoutError> {
         let (batch_id, reason_owned) = (batch.id, reason.to_string());
         let change = self
             .inner
             .store
             .write(move |ctx| {
-                db::set_batch(ctx, batch_id, "needs_attention", None, None, Some(&reason_owned))?;
+                db::set_batch(
+                    ctx,
+                    batch_id,
+                    "needs_attention",
+                    None,
+                    None,
+                    Some(&reason_owned),
+                )?;
                 ctx.conn.execute(
                     "UPDATE withdrawals SET state = 'needs_attention', note = ?2, updated_at = ?3
                      WHERE batch_id = ?1 AND state IN ('batched', 'broadcast')",
                     rusqlite::params![batch_id, reason_owned, ctx.now_s],
                 )?;
-                let entry = audit::record(ctx, &Actor::System, "needs_attention", &format!("batch:{batch_id}"), &reason_owned)?;
+                let entry = audit::record(
+                    ctx,
+                    &Actor::System,
+                    "needs_attention",
+                    &format!("batch:{batch_id}"),
+                    &reason_owned,
+                )?;
                 batch_change(ctx, batch_id, Some(entry))
             })
             .await?;
-        tracing::error!(batch = batch.id, reason, "payout batch needs an admin decision");
+        tracing::error!(
+            batch = batch.id,
+            reason,
+            "payout batch needs an admin decision"
+        );
         self.publish_change(change);
         Ok(())
     }
@@ -392,7 +501,18 @@ impl Payouts {
         let batches = match self
             .inner
             .store
-            .read(|conn| db::batches_in(conn, &["sending", "psbt_pending", "broadcasting", "broadcast", "needs_attention"]))
+            .read(|conn| {
+                db::batches_in(
+                    conn,
+                    &[
+                        "sending",
+                        "psbt_pending",
+                        "broadcasting",
+                        "broadcast",
+                        "needs_attention",
+                    ],
+                )
+            })
             .await
         {
             Ok(batches) => batches,
@@ -436,7 +556,10 @@ impl Payouts {
             Ok(Some(tx)) => tx,
             Ok(None) => {
                 let _ = self
-                    .needs_attention(batch, &format!("the wallet does not know transaction {txid} any more"))
+                    .needs_attention(
+                        batch,
+                        &format!("the wallet does not know transaction {txid} any more"),
+                    )
                     .await;
                 return;
             }
@@ -463,10 +586,13 @@ impl Payouts {
             // our tag is fine (e.g. fee bumped elsewhere); anything else is
             // for the admin.
             if let Ok(found) = self.inner.wallet.find_by_tag(&batch.tag).await
-                && let Some(current) = Self::current_tx(&found).filter(|t| t.txid != txid && Self::pays_outputs(t, &batch.outputs))
+                && let Some(current) = Self::current_tx(&found)
+                    .filter(|t| t.txid != txid && Self::pays_outputs(t, &batch.outputs))
             {
                 let current = current.clone();
-                let _ = self.record_replacement(batch, &current.txid, current.fee_sat.map(i64::abs)).await;
+                let _ = self
+                    .record_replacement(batch, &current.txid, current.fee_sat.map(i64::abs))
+                    .await;
                 return;
             }
             let _ = self
@@ -476,7 +602,10 @@ impl Payouts {
         }
         if tx.confirmations == 0 && !tx.in_mempool_or_chain {
             let _ = self
-                .needs_attention(batch, &format!("transaction {txid} was dropped from the mempool"))
+                .needs_attention(
+                    batch,
+                    &format!("transaction {txid} was dropped from the mempool"),
+                )
                 .await;
             return;
         }
@@ -505,7 +634,9 @@ impl Payouts {
                 self.publish_change(change);
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(batch = batch.id, error = %e, "could not record confirmations"),
+            Err(e) => {
+                tracing::warn!(batch = batch.id, error = %e, "could not record confirmations")
+            }
         }
     }
 
@@ -518,8 +649,17 @@ impl Payouts {
         })
     }
 
-    async fn record_replacement(&self, batch: &Batch, txid: &str, fee_sat: Option<i64>) -> Result<(), PayoutError> {
-        let (batch_id, old, new) = (batch.id, batch.txid.clone().unwrap_or_default(), txid.to_string());
+    async fn record_replacement(
+        &self,
+        batch: &Batch,
+        txid: &str,
+        fee_sat: Option<i64>,
+    ) -> Result<(), PayoutError> {
+        let (batch_id, old, new) = (
+            batch.id,
+            batch.txid.clone().unwrap_or_default(),
+            txid.to_string(),
+        );
         let entry = self
             .inner
             .store
@@ -536,16 +676,31 @@ impl Payouts {
                 if let Some(fee) = fee_sat {
                     db::record_fee(ctx, batch_id, &new, fee)?;
                 }
-                Ok::<_, PayoutError>(audit::record(ctx, &Actor::System, "replaced", &format!("batch:{batch_id}"), &note)?)
+                Ok::<_, PayoutError>(audit::record(
+                    ctx,
+                    &Actor::System,
+                    "replaced",
+                    &format!("batch:{batch_id}"),
+                    &note,
+                )?)
             })
             .await?;
-        tracing::warn!(batch = batch.id, txid, "payout transaction was replaced; following the replacement");
+        tracing::warn!(
+            batch = batch.id,
+            txid,
+            "payout transaction was replaced; following the replacement"
+        );
         self.inner.bus.publish(BusEvent::Audit(entry));
         Ok(())
     }
 
     /// Admin decision on a batch in `needs_attention`.
-    pub async fn resolve(&self, actor: Actor, batch_id: i64, resolution: BatchResolution) -> Result<BatchRow, PayoutError> {
+    pub async fn resolve(
+        &self,
+        actor: Actor,
+        batch_id: i64,
+        resolution: BatchResolution,
+    ) -> Result<BatchRow, PayoutError> {
         let _guard = self.inner.lock.lock().await;
         let batch = self
             .inner
@@ -561,18 +716,16 @@ impl Payouts {
         }
         match resolution {
             BatchResolution::Paid { txid } => {
-                let tx = self
-                    .inner
-                    .wallet
-                    .transaction(&txid)
-                    .await?
-                    .ok_or_else(|| PayoutError::Invalid(format!("the wallet does not know transaction {txid}")))?;
+                let tx = self.inner.wallet.transaction(&txid).await?.ok_or_else(|| {
+                    PayoutError::Invalid(format!("the wallet does not know transaction {txid}"))
+                })?;
                 if !Self::pays_outputs(&tx, &batch.outputs) {
                     return Err(PayoutError::Invalid(format!(
                         "transaction {txid} does not pay every output of batch {batch_id}"
                     )));
                 }
-                self.audit_decision(&actor, batch_id, &format!("resolved as paid by {txid}")).await?;
+                self.audit_decision(&actor, batch_id, &format!("resolved as paid by {txid}"))
+                    .await?;
                 self.settle_found(&batch, &tx).await?;
             }
             BatchResolution::Retry | BatchResolution::Failed => {
@@ -596,21 +749,32 @@ impl Payouts {
                     .inner
                     .store
                     .write(move |ctx| {
-                        let ids: Vec<i64> = db::withdrawals_of_batch(ctx.conn, batch_id)?.iter().map(|w| w.id).collect();
+                        let ids: Vec<i64> = db::withdrawals_of_batch(ctx.conn, batch_id)?
+                            .iter()
+                            .map(|w| w.id)
+                            .collect();
                         for id in &ids {
-                            let w = db::get_withdrawal(ctx.conn, *id)?.ok_or(PayoutError::NotFound("withdrawal"))?;
+                            let w = db::get_withdrawal(ctx.conn, *id)?
+                                .ok_or(PayoutError::NotFound("withdrawal"))?;
                             db::unmark_paid(ctx, &w)?;
                         }
                         db::set_batch(ctx, batch_id, "failed", None, None, Some(decision))?;
                         if give_up {
                             for id in &ids {
-                                let w = db::get_withdrawal(ctx.conn, *id)?.ok_or(PayoutError::NotFound("withdrawal"))?;
+                                let w = db::get_withdrawal(ctx.conn, *id)?
+                                    .ok_or(PayoutError::NotFound("withdrawal"))?;
                                 db::release(ctx, &w, "failed", Some(&who), decision)?;
                             }
                         } else {
                             db::unbatch(ctx, batch_id, decision)?;
                         }
-                        let entry = audit::record(ctx, &actor, "resolve_batch", &format!("batch:{batch_id}"), decision)?;
+                        let entry = audit::record(
+                            ctx,
+                            &actor,
+                            "resolve_batch",
+                            &format!("batch:{batch_id}"),
+                            decision,
+                        )?;
                         let mut rows = Vec::with_capacity(ids.len());
                         for id in &ids {
                             if let Some(w) = db::get_withdrawal(ctx.conn, *id)? {
@@ -630,7 +794,8 @@ impl Payouts {
             .inner
             .store
             .read(move |conn| {
-                let batch = db::get_batch(conn, batch_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                let batch =
+                    db::get_batch(conn, batch_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
                 db::batch_row(conn, &batch)
             })
             .await?;
@@ -638,23 +803,41 @@ impl Payouts {
         Ok(batch)
     }
 
-    async fn audit_decision(&self, actor: &Actor, batch_id: i64, detail: &str) -> Result<(), PayoutError> {
+    async fn audit_decision(
+        &self,
+        actor: &Actor,
+        batch_id: i64,
+        detail: &str,
+    ) -> Result<(), PayoutError> {
         let (actor, detail) = (actor.clone(), detail.to_string());
         let entry = self
             .inner
             .store
-            .write(move |ctx| Ok::<_, PayoutError>(audit::record(ctx, &actor, "resolve_batch", &format!("batch:{batch_id}"), &detail)?))
+            .write(move |ctx| {
+                Ok::<_, PayoutError>(audit::record(
+                    ctx,
+                    &actor,
+                    "resolve_batch",
+                    &format!("batch:{batch_id}"),
+                    &detail,
+                )?)
+            })
             .await?;
         self.inner.bus.publish(BusEvent::Audit(entry));
         Ok(())
     }
 
-    pub async fn batch_outcome(&self, batch_id: i64, psbt: Option<String>) -> Result<BatchOutcome, PayoutError> {
+    pub async fn batch_outcome(
+        &self,
+        batch_id: i64,
+        psbt: Option<String>,
+    ) -> Result<BatchOutcome, PayoutError> {
         let batch = self
             .inner
             .store
             .read(move |conn| {
-                let batch = db::get_batch(conn, batch_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                let batch =
+                    db::get_batch(conn, batch_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
                 db::batch_row(conn, &batch)
             })
             .await?;
@@ -713,10 +896,21 @@ impl Payouts {
             let auto = amount_sat < self.inner.config.auto_approve_below_btc.sat();
             let key = format!("auto:{miner}:{now}");
             let result = self
-                .create(Actor::System, miner.clone(), address, amount_sat, "auto", key, set_at + delay, auto)
+                .create(
+                    Actor::System,
+                    miner.clone(),
+                    address,
+                    amount_sat,
+                    "auto",
+                    key,
+                    set_at + delay,
+                    auto,
+                )
                 .await;
             match result {
-                Ok(w) => tracing::info!(miner = %miner, withdrawal = w.id, amount_sat, "automatic withdrawal created"),
+                Ok(w) => {
+                    tracing::info!(miner = %miner, withdrawal = w.id, amount_sat, "automatic withdrawal created")
+                }
                 Err(PayoutError::InsufficientFunds { .. }) => {}
                 Err(e) => tracing::warn!(miner = %miner, error = %e, "automatic withdrawal failed"),
             }
@@ -747,7 +941,10 @@ impl Payouts {
         }
         let result = match self.inner.config.mode {
             PayoutMode::Hot => self.send_hot(Actor::System, Vec::new()).await.map(|_| ()),
-            PayoutMode::Cold if open_cold == 0 => self.create_psbt(Actor::System, Vec::new()).await.map(|_| ()),
+            PayoutMode::Cold if open_cold == 0 => self
+                .create_psbt(Actor::System, Vec::new())
+                .await
+                .map(|_| ()),
             PayoutMode::Cold => Ok(()),
         };
         match result {

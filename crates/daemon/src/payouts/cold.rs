@@ -16,11 +16,22 @@ impl Payouts {
     /// Builds an unsigned PSBT for approved withdrawals (all payable ones
     /// when `ids` is empty). Returns the batch (with the PSBT) and its
     /// review.
-    pub async fn create_psbt(&self, actor: Actor, ids: Vec<i64>) -> Result<(BatchOutcome, PsbtReview), PayoutError> {
+    pub async fn create_psbt(
+        &self,
+        actor: Actor,
+        ids: Vec<i64>,
+    ) -> Result<(BatchOutcome, PsbtReview), PayoutError> {
         let _guard = self.inner.lock.lock().await;
         let (plan, fee_rate) = self.plan(&ids).await?;
-        let batch = self.commit_intent(&actor, "cold", "psbt_pending", &plan, fee_rate).await?;
-        let funded = match self.inner.wallet.create_psbt(&batch.outputs, fee_rate).await {
+        let batch = self
+            .commit_intent(&actor, "cold", "psbt_pending", &plan, fee_rate)
+            .await?;
+        let funded = match self
+            .inner
+            .wallet
+            .create_psbt(&batch.outputs, fee_rate)
+            .await
+        {
             Ok(funded) => funded,
             Err(e) => {
                 // Building a PSBT spends nothing; only inputs may stay locked
@@ -28,7 +39,9 @@ impl Payouts {
                 let note = if e.is_definite() {
                     format!("the wallet could not fund the PSBT: {e}")
                 } else {
-                    format!("no answer while funding the PSBT ({e}); wallet inputs may stay locked until `lockunspent true`")
+                    format!(
+                        "no answer while funding the PSBT ({e}); wallet inputs may stay locked until `lockunspent true`"
+                    )
                 };
                 self.fail_batch(&batch, &note).await?;
                 return Err(PayoutError::Node(note));
@@ -44,8 +57,16 @@ impl Payouts {
         let network = crate::wallet::to_bitcoin_network(self.inner.network);
         let facts = psbt::facts(&decoded, network);
         // The change output is ours only if the wallet says so.
-        let change_is_ours = match funded.change_index.and_then(|i| facts.outputs.get(i as usize)) {
-            Some(change) => self.inner.wallet.is_mine(&change.address).await.unwrap_or(false),
+        let change_is_ours = match funded
+            .change_index
+            .and_then(|i| facts.outputs.get(i as usize))
+        {
+            Some(change) => self
+                .inner
+                .wallet
+                .is_mine(&change.address)
+                .await
+                .unwrap_or(false),
             None => false,
         };
         let (batch_id, base64) = (batch.id, funded.psbt_base64.clone());
@@ -54,8 +75,23 @@ impl Payouts {
             .inner
             .store
             .write(move |ctx| {
-                let psbt_id = db::insert_psbt(ctx, batch_id, &base64, funded.fee_sat, funded.change_index, change_is_ours, &locked)?;
-                db::set_batch(ctx, batch_id, "psbt_created", None, Some(funded.fee_sat), Some("PSBT ready for review and offline signing"))?;
+                let psbt_id = db::insert_psbt(
+                    ctx,
+                    batch_id,
+                    &base64,
+                    funded.fee_sat,
+                    funded.change_index,
+                    change_is_ours,
+                    &locked,
+                )?;
+                db::set_batch(
+                    ctx,
+                    batch_id,
+                    "psbt_created",
+                    None,
+                    Some(funded.fee_sat),
+                    Some("PSBT ready for review and offline signing"),
+                )?;
                 let entry = audit::record(
                     ctx,
                     &actor_entry,
@@ -68,19 +104,27 @@ impl Payouts {
             .await?;
         self.inner.bus.publish(BusEvent::Audit(entry));
         let review = self.psbt_review(psbt_id).await?;
-        let outcome = self.batch_outcome(batch.id, Some(funded.psbt_base64)).await?;
-        self.inner.bus.publish(BusEvent::Batch(outcome.batch.clone()));
+        let outcome = self
+            .batch_outcome(batch.id, Some(funded.psbt_base64))
+            .await?;
+        self.inner
+            .bus
+            .publish(BusEvent::Batch(outcome.batch.clone()));
         Ok((outcome, review))
     }
 
-    async fn load_psbt(&self, psbt_id: i64) -> Result<(PsbtRecord, Batch, Vec<db::Withdrawal>), PayoutError> {
+    async fn load_psbt(
+        &self,
+        psbt_id: i64,
+    ) -> Result<(PsbtRecord, Batch, Vec<db::Withdrawal>), PayoutError> {
         self.inner
             .store
             .read(move |conn| {
                 let Some(record) = db::get_psbt(conn, psbt_id)? else {
                     return Ok(None);
                 };
-                let batch = db::get_batch(conn, record.batch_id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                let batch = db::get_batch(conn, record.batch_id)?
+                    .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
                 let withdrawals = db::withdrawals_of_batch(conn, batch.id)?;
                 Ok(Some((record, batch, withdrawals)))
             })
@@ -95,9 +139,18 @@ impl Payouts {
         Ok(self.review(&record, &batch, &withdrawals, Vec::new()))
     }
 
-    fn review(&self, record: &PsbtRecord, batch: &Batch, withdrawals: &[db::Withdrawal], differences: Vec<String>) -> PsbtReview {
+    fn review(
+        &self,
+        record: &PsbtRecord,
+        batch: &Batch,
+        withdrawals: &[db::Withdrawal],
+        differences: Vec<String>,
+    ) -> PsbtReview {
         let network = crate::wallet::to_bitcoin_network(self.inner.network);
-        let current = record.signed_psbt.as_deref().unwrap_or(&record.unsigned_psbt);
+        let current = record
+            .signed_psbt
+            .as_deref()
+            .unwrap_or(&record.unsigned_psbt);
         let decoded = match psbt::decode(current) {
             Ok(p) => p,
             Err(e) => {
@@ -248,7 +301,8 @@ impl Payouts {
     fn check_signed(&self, record: &PsbtRecord, signed_b64: &str) -> Result<(), PayoutError> {
         let network = crate::wallet::to_bitcoin_network(self.inner.network);
         let reviewed = psbt::decode(&record.unsigned_psbt).map_err(PayoutError::Invalid)?;
-        let signed = psbt::decode(signed_b64).map_err(|e| PayoutError::Invalid(format!("psbt: {e}")))?;
+        let signed =
+            psbt::decode(signed_b64).map_err(|e| PayoutError::Invalid(format!("psbt: {e}")))?;
         let mut diffs = psbt::differences(&reviewed, &signed, network);
         // The fee from the reviewed inputs' amounts (the signer cannot change
         // what the coins are worth) and the signed outputs.
@@ -278,12 +332,21 @@ impl Payouts {
                 ));
             }
         }
-        if diffs.is_empty() { Ok(()) } else { Err(PayoutError::PsbtMismatch(diffs)) }
+        if diffs.is_empty() {
+            Ok(())
+        } else {
+            Err(PayoutError::PsbtMismatch(diffs))
+        }
     }
 
     /// Imports a signed PSBT for review. Refused (nothing stored) unless it
     /// pays exactly the reviewed outputs with the fee within limits.
-    pub async fn import_psbt(&self, actor: Actor, psbt_id: i64, signed_b64: String) -> Result<PsbtReview, PayoutError> {
+    pub async fn import_psbt(
+        &self,
+        actor: Actor,
+        psbt_id: i64,
+        signed_b64: String,
+    ) -> Result<PsbtReview, PayoutError> {
         let _guard = self.inner.lock.lock().await;
         let (record, batch, _) = self.load_psbt(psbt_id).await?;
         if !["psbt_created", "signed"].contains(&batch.state.as_str()) {
@@ -302,8 +365,21 @@ impl Payouts {
             .store
             .write(move |ctx| {
                 db::set_psbt(ctx, psbt_id, "signed", Some(&signed_b64), None)?;
-                db::set_batch(ctx, batch_id, "signed", None, None, Some("signed PSBT imported; ready to finalize"))?;
-                Ok::<_, PayoutError>(audit::record(ctx, &actor, "import_psbt", &format!("batch:{batch_id}"), &format!("psbt {psbt_id}"))?)
+                db::set_batch(
+                    ctx,
+                    batch_id,
+                    "signed",
+                    None,
+                    None,
+                    Some("signed PSBT imported; ready to finalize"),
+                )?;
+                Ok::<_, PayoutError>(audit::record(
+                    ctx,
+                    &actor,
+                    "import_psbt",
+                    &format!("batch:{batch_id}"),
+                    &format!("psbt {psbt_id}"),
+                )?)
             })
             .await?;
         self.inner.bus.publish(BusEvent::Audit(entry));
@@ -320,7 +396,13 @@ impl Payouts {
             .inner
             .store
             .write(move |ctx| {
-                Ok::<_, PayoutError>(audit::record(ctx, &actor, "refuse_psbt", &format!("psbt:{psbt_id}"), &detail)?)
+                Ok::<_, PayoutError>(audit::record(
+                    ctx,
+                    &actor,
+                    "refuse_psbt",
+                    &format!("psbt:{psbt_id}"),
+                    &detail,
+                )?)
             })
             .await;
         if let Ok(entry) = written {
@@ -348,7 +430,10 @@ impl Payouts {
                 state: batch.state,
             });
         }
-        let signed = record.signed_psbt.clone().ok_or_else(|| PayoutError::Invalid("no signed PSBT imported".into()))?;
+        let signed = record
+            .signed_psbt
+            .clone()
+            .ok_or_else(|| PayoutError::Invalid("no signed PSBT imported".into()))?;
         // Check again: what is finalized is what was checked.
         self.check_signed(&record, &signed)?;
         let hex = self
@@ -357,10 +442,14 @@ impl Payouts {
             .finalize_psbt(&signed)
             .await?
             .ok_or_else(|| PayoutError::Invalid("the PSBT is not completely signed".into()))?;
-        let tx: bitcoin::Transaction = bitcoin::consensus::encode::deserialize_hex(&hex)
-            .map_err(|e| PayoutError::Invalid(format!("finalized transaction cannot be decoded: {e}")))?;
+        let tx: bitcoin::Transaction =
+            bitcoin::consensus::encode::deserialize_hex(&hex).map_err(|e| {
+                PayoutError::Invalid(format!("finalized transaction cannot be decoded: {e}"))
+            })?;
         let reviewed = psbt::decode(&record.unsigned_psbt).map_err(PayoutError::Invalid)?;
-        if tx.compute_txid() != reviewed.unsigned_tx.compute_txid() || tx.output != reviewed.unsigned_tx.output {
+        if tx.compute_txid() != reviewed.unsigned_tx.compute_txid()
+            || tx.output != reviewed.unsigned_tx.output
+        {
             return Err(PayoutError::PsbtMismatch(vec![
                 "the finalized transaction is not the reviewed one".into(),
             ]));
@@ -386,8 +475,21 @@ impl Payouts {
             .store
             .write(move |ctx| {
                 db::set_psbt(ctx, psbt_id, "signed", None, Some(&hex_owned))?;
-                db::set_batch(ctx, batch_id, "broadcasting", Some(&txid_owned), None, Some("broadcasting"))?;
-                Ok::<_, PayoutError>(audit::record(ctx, &actor, "finalize_psbt", &format!("batch:{batch_id}"), &format!("txid {txid_owned}"))?)
+                db::set_batch(
+                    ctx,
+                    batch_id,
+                    "broadcasting",
+                    Some(&txid_owned),
+                    None,
+                    Some("broadcasting"),
+                )?;
+                Ok::<_, PayoutError>(audit::record(
+                    ctx,
+                    &actor,
+                    "finalize_psbt",
+                    &format!("batch:{batch_id}"),
+                    &format!("txid {txid_owned}"),
+                )?)
             })
             .await?;
         self.inner.bus.publish(BusEvent::Audit(entry));
@@ -404,7 +506,12 @@ impl Payouts {
     }
 
     /// Broadcasts a finalized cold batch (idempotent: same transaction).
-    async fn broadcast_final(&self, batch: &Batch, hex: &str, reviewed: &bitcoin::psbt::Psbt) -> Result<(), PayoutError> {
+    async fn broadcast_final(
+        &self,
+        batch: &Batch,
+        hex: &str,
+        reviewed: &bitcoin::psbt::Psbt,
+    ) -> Result<(), PayoutError> {
         let network = crate::wallet::to_bitcoin_network(self.inner.network);
         let fee = psbt::facts(reviewed, network).fee_sat;
         match self.inner.wallet.broadcast(hex).await {
@@ -428,7 +535,16 @@ impl Payouts {
                 let n = note.clone();
                 self.inner
                     .store
-                    .write(move |ctx| Ok::<_, PayoutError>(db::set_batch(ctx, id, "signed", None, None, Some(&n))?))
+                    .write(move |ctx| {
+                        Ok::<_, PayoutError>(db::set_batch(
+                            ctx,
+                            id,
+                            "signed",
+                            None,
+                            None,
+                            Some(&n),
+                        )?)
+                    })
                     .await?;
                 Err(PayoutError::Node(note))
             }
@@ -457,26 +573,43 @@ impl Payouts {
         };
         match self.inner.wallet.transaction(&txid).await {
             Ok(Some(tx)) if tx.in_mempool_or_chain => {
-                let _ = self.finish_broadcast(batch, &txid, tx.fee_sat.map(i64::abs)).await;
+                let _ = self
+                    .finish_broadcast(batch, &txid, tx.fee_sat.map(i64::abs))
+                    .await;
                 return;
             }
             Err(_) => return,
             _ => {}
         }
         let id = batch.id;
-        let Ok(Some(record)) = self.inner.store.read(move |conn| db::psbt_of_batch(conn, id)).await else {
+        let Ok(Some(record)) = self
+            .inner
+            .store
+            .read(move |conn| db::psbt_of_batch(conn, id))
+            .await
+        else {
             return;
         };
-        let (Some(hex), Ok(reviewed)) = (record.final_tx_hex.clone(), psbt::decode(&record.unsigned_psbt)) else {
+        let (Some(hex), Ok(reviewed)) = (
+            record.final_tx_hex.clone(),
+            psbt::decode(&record.unsigned_psbt),
+        ) else {
             return;
         };
         if let Err(e) = self.broadcast_final(batch, &hex, &reviewed).await {
             tracing::warn!(batch = batch.id, error = %e, "re-broadcast of a finalized cold batch did not succeed");
             if let PayoutError::Node(reason) = &e
-                && (reason.contains("missing") || reason.contains("spent") || reason.contains("conflict"))
+                && (reason.contains("missing")
+                    || reason.contains("spent")
+                    || reason.contains("conflict"))
             {
                 let _ = self
-                    .needs_attention(batch, &format!("the finalized transaction {txid} can no longer be broadcast: {reason}"))
+                    .needs_attention(
+                        batch,
+                        &format!(
+                            "the finalized transaction {txid} can no longer be broadcast: {reason}"
+                        ),
+                    )
                     .await;
             }
         }

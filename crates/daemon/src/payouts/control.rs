@@ -39,31 +39,62 @@ pub async fn handle(app: &App, actor: Actor, request: Request) -> Result<Respons
             .list(query.state, query.offset, query.limit)
             .await
             .map(Response::Withdrawals),
-        Request::ApproveWithdrawals { ids } => payouts.approve(actor, ids).await.map(Response::Approvals),
-        Request::RejectWithdrawal { id, reason } => payouts.reject(actor, id, reason).await.map(|w| {
-            Response::Done(Done {
-                message: format!("withdrawal {} rejected; {} sat returned to {}", w.id, w.amount_sat, w.miner_id),
+        Request::ApproveWithdrawals { ids } => {
+            payouts.approve(actor, ids).await.map(Response::Approvals)
+        }
+        Request::RejectWithdrawal { id, reason } => {
+            payouts.reject(actor, id, reason).await.map(|w| {
+                Response::Done(Done {
+                    message: format!(
+                        "withdrawal {} rejected; {} sat returned to {}",
+                        w.id, w.amount_sat, w.miner_id
+                    ),
+                })
             })
-        }),
-        Request::SendBatch { withdrawal_ids } => payouts.send_batch(actor, withdrawal_ids).await.map(Response::Batch),
-        Request::ListBatches { limit } => payouts.batches(limit.unwrap_or(50)).await.map(Response::Batches),
-        Request::PsbtReview { psbt_id } => payouts.psbt_review(psbt_id).await.map(|r| Response::PsbtReview(Box::new(r))),
+        }
+        Request::SendBatch { withdrawal_ids } => payouts
+            .send_batch(actor, withdrawal_ids)
+            .await
+            .map(Response::Batch),
+        Request::ListBatches { limit } => payouts
+            .batches(limit.unwrap_or(50))
+            .await
+            .map(Response::Batches),
+        Request::PsbtReview { psbt_id } => payouts
+            .psbt_review(psbt_id)
+            .await
+            .map(|r| Response::PsbtReview(Box::new(r))),
         Request::ImportPsbt { psbt_id, psbt } => payouts
             .import_psbt(actor, psbt_id, psbt)
             .await
             .map(|r| Response::PsbtReview(Box::new(r))),
-        Request::FinalizePsbt { psbt_id } => payouts.finalize_psbt(actor, psbt_id, None).await.map(Response::Broadcast),
-        Request::ResolveBatch { batch_id, resolution } => payouts.resolve(actor, batch_id, resolution).await.map(|b| {
+        Request::FinalizePsbt { psbt_id } => payouts
+            .finalize_psbt(actor, psbt_id, None)
+            .await
+            .map(Response::Broadcast),
+        Request::ResolveBatch {
+            batch_id,
+            resolution,
+        } => payouts.resolve(actor, batch_id, resolution).await.map(|b| {
             Response::Done(Done {
                 message: format!("batch {} is now {}", b.id, b.state),
             })
         }),
         Request::SetPayoutsPaused { paused } => payouts.set_paused(actor, paused).await.map(|()| {
             Response::Done(Done {
-                message: if paused { "payouts paused".into() } else { "payouts resumed".into() },
+                message: if paused {
+                    "payouts paused".into()
+                } else {
+                    "payouts resumed".into()
+                },
             })
         }),
-        _ => return Err(ErrorBody::new("unknown_method", "this pooldeskd does not handle that request")),
+        _ => {
+            return Err(ErrorBody::new(
+                "unknown_method",
+                "this pooldeskd does not handle that request",
+            ));
+        }
     };
     result.map_err(error_body)
 }

@@ -91,8 +91,7 @@ pub struct Batch {
     pub updated_at: i64,
 }
 
-const B_COLUMNS: &str =
-    "id, mode, state, tag, outputs_json, total_sat, fee_rate_sat_vb, fee_sat, txid, confirmations, note, created_at, updated_at";
+const B_COLUMNS: &str = "id, mode, state, tag, outputs_json, total_sat, fee_rate_sat_vb, fee_sat, txid, confirmations, note, created_at, updated_at";
 
 fn b_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Batch> {
     let outputs_json: String = r.get(4)?;
@@ -101,8 +100,9 @@ fn b_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Batch> {
         mode: r.get(1)?,
         state: r.get(2)?,
         tag: r.get(3)?,
-        outputs: serde_json::from_str(&outputs_json)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, e.into()))?,
+        outputs: serde_json::from_str(&outputs_json).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, e.into())
+        })?,
         total_sat: r.get(5)?,
         fee_rate_sat_vb: r.get::<_, i64>(6)? as u64,
         fee_sat: r.get(7)?,
@@ -115,7 +115,10 @@ fn b_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Batch> {
 }
 
 pub fn batch_row(conn: &Connection, batch: &Batch) -> rusqlite::Result<BatchRow> {
-    let ids = withdrawals_of_batch(conn, batch.id)?.into_iter().map(|w| w.id).collect();
+    let ids = withdrawals_of_batch(conn, batch.id)?
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
     let psbt_id = conn
         .prepare_cached("SELECT id FROM psbts WHERE batch_id = ?1")?
         .query_row([batch.id], |r| r.get(0))
@@ -151,16 +154,26 @@ pub struct NewWithdrawal<'a> {
 /// Creates a withdrawal and holds its amount. Idempotent on `request_key`:
 /// the same request answers the original; a different one under the same
 /// key is refused.
-pub fn insert_withdrawal(ctx: &mut WriteCtx<'_>, new: &NewWithdrawal<'_>) -> Result<(Withdrawal, bool), PayoutError> {
+pub fn insert_withdrawal(
+    ctx: &mut WriteCtx<'_>,
+    new: &NewWithdrawal<'_>,
+) -> Result<(Withdrawal, bool), PayoutError> {
     if let Some(existing) = withdrawal_by_key(ctx.conn, new.request_key)? {
-        if existing.miner_id == new.miner_id && existing.amount_sat == new.amount_sat && existing.address == new.address {
+        if existing.miner_id == new.miner_id
+            && existing.amount_sat == new.amount_sat
+            && existing.address == new.address
+        {
             return Ok((existing, false));
         }
         return Err(PayoutError::Conflict(
             "this request id was already used for a different withdrawal".into(),
         ));
     }
-    let state = if new.approved_by.is_some() { "approved" } else { "requested" };
+    let state = if new.approved_by.is_some() {
+        "approved"
+    } else {
+        "requested"
+    };
     ctx.conn
         .prepare_cached(
             "INSERT INTO withdrawals (miner_id, address, amount_sat, state, source, request_key, payable_at, decided_by, decided_at, created_at, updated_at)
@@ -190,19 +203,26 @@ pub fn insert_withdrawal(ctx: &mut WriteCtx<'_>, new: &NewWithdrawal<'_>) -> Res
         },
     )
     .map_err(PayoutError::from_ledger)?;
-    Ok((get_withdrawal(ctx.conn, id)?.ok_or(PayoutError::NotFound("withdrawal"))?, true))
+    Ok((
+        get_withdrawal(ctx.conn, id)?.ok_or(PayoutError::NotFound("withdrawal"))?,
+        true,
+    ))
 }
 
 pub fn get_withdrawal(conn: &Connection, id: i64) -> rusqlite::Result<Option<Withdrawal>> {
-    conn.prepare_cached(&format!("SELECT {W_COLUMNS} FROM withdrawals WHERE id = ?1"))?
-        .query_row([id], w_row)
-        .optional()
+    conn.prepare_cached(&format!(
+        "SELECT {W_COLUMNS} FROM withdrawals WHERE id = ?1"
+    ))?
+    .query_row([id], w_row)
+    .optional()
 }
 
 pub fn withdrawal_by_key(conn: &Connection, key: &str) -> rusqlite::Result<Option<Withdrawal>> {
-    conn.prepare_cached(&format!("SELECT {W_COLUMNS} FROM withdrawals WHERE request_key = ?1"))?
-        .query_row([key], w_row)
-        .optional()
+    conn.prepare_cached(&format!(
+        "SELECT {W_COLUMNS} FROM withdrawals WHERE request_key = ?1"
+    ))?
+    .query_row([key], w_row)
+    .optional()
 }
 
 pub fn list_withdrawals(
@@ -223,7 +243,11 @@ pub fn list_withdrawals(
     Ok((total as u64, rows))
 }
 
-pub fn withdrawals_in_state(conn: &Connection, state: &str, limit: u32) -> rusqlite::Result<Vec<Withdrawal>> {
+pub fn withdrawals_in_state(
+    conn: &Connection,
+    state: &str,
+    limit: u32,
+) -> rusqlite::Result<Vec<Withdrawal>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {W_COLUMNS} FROM withdrawals WHERE state = ?1 ORDER BY id LIMIT ?2"
     ))?;
@@ -231,7 +255,11 @@ pub fn withdrawals_in_state(conn: &Connection, state: &str, limit: u32) -> rusql
     rows.collect()
 }
 
-pub fn withdrawals_of_miner(conn: &Connection, miner_id: &str, limit: u32) -> rusqlite::Result<Vec<Withdrawal>> {
+pub fn withdrawals_of_miner(
+    conn: &Connection,
+    miner_id: &str,
+    limit: u32,
+) -> rusqlite::Result<Vec<Withdrawal>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {W_COLUMNS} FROM withdrawals WHERE miner_id = ?1 ORDER BY id DESC LIMIT ?2"
     ))?;
@@ -284,7 +312,13 @@ pub fn transition(
 }
 
 /// Returns a held withdrawal's money to the miner (rejected or failed).
-pub fn release(ctx: &mut WriteCtx<'_>, w: &Withdrawal, to_state: &str, by: Option<&str>, reason: &str) -> Result<Withdrawal, PayoutError> {
+pub fn release(
+    ctx: &mut WriteCtx<'_>,
+    w: &Withdrawal,
+    to_state: &str,
+    by: Option<&str>,
+    reason: &str,
+) -> Result<Withdrawal, PayoutError> {
     if w.paid {
         return Err(PayoutError::WrongState {
             what: format!("withdrawal {} (already paid)", w.id),
@@ -354,7 +388,9 @@ pub fn unmark_paid(ctx: &mut WriteCtx<'_>, w: &Withdrawal) -> Result<(), PayoutE
     }
     let attempt = reversals(ctx.conn, w.id)?;
     ctx.conn
-        .prepare_cached("UPDATE withdrawals SET paid = 0, txid = NULL, updated_at = ?2 WHERE id = ?1")?
+        .prepare_cached(
+            "UPDATE withdrawals SET paid = 0, txid = NULL, updated_at = ?2 WHERE id = ?1",
+        )?
         .execute(params![w.id, ctx.now_s])?;
     ledger::post(
         ctx,
@@ -374,7 +410,9 @@ pub fn unmark_paid(ctx: &mut WriteCtx<'_>, w: &Withdrawal) -> Result<(), PayoutE
 pub fn counts(conn: &Connection) -> rusqlite::Result<WithdrawalCounts> {
     let mut counts = WithdrawalCounts::default();
     let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM withdrawals GROUP BY state")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
     for row in rows {
         let (state, n) = row?;
         match state.as_str() {
@@ -419,7 +457,8 @@ pub fn insert_batch(
     fee_rate_sat_vb: u64,
 ) -> Result<Batch, PayoutError> {
     let total: i64 = outputs.iter().map(|o| o.amount_sat).sum();
-    let outputs_json = serde_json::to_string(outputs).map_err(|e| PayoutError::Invalid(e.to_string()))?;
+    let outputs_json =
+        serde_json::to_string(outputs).map_err(|e| PayoutError::Invalid(e.to_string()))?;
     // The tag needs the id: insert with a placeholder unique to this
     // transaction, then set it.
     ctx.conn
@@ -441,9 +480,11 @@ pub fn batch_tag(id: i64) -> String {
 }
 
 pub fn get_batch(conn: &Connection, id: i64) -> rusqlite::Result<Option<Batch>> {
-    conn.prepare_cached(&format!("SELECT {B_COLUMNS} FROM payout_batches WHERE id = ?1"))?
-        .query_row([id], b_row)
-        .optional()
+    conn.prepare_cached(&format!(
+        "SELECT {B_COLUMNS} FROM payout_batches WHERE id = ?1"
+    ))?
+    .query_row([id], b_row)
+    .optional()
 }
 
 pub fn batches_in(conn: &Connection, states: &[&str]) -> rusqlite::Result<Vec<Batch>> {
@@ -482,7 +523,9 @@ pub fn set_batch(
 
 pub fn set_confirmations(ctx: &WriteCtx<'_>, id: i64, confirmations: i64) -> rusqlite::Result<()> {
     ctx.conn
-        .prepare_cached("UPDATE payout_batches SET confirmations = ?2, updated_at = ?3 WHERE id = ?1")?
+        .prepare_cached(
+            "UPDATE payout_batches SET confirmations = ?2, updated_at = ?3 WHERE id = ?1",
+        )?
         .execute(params![id, confirmations, ctx.now_s])?;
     Ok(())
 }
@@ -511,7 +554,12 @@ pub fn unbatch(ctx: &WriteCtx<'_>, batch_id: i64, note: &str) -> Result<(), Payo
 
 /// Records the network fee a batch paid (pool:fees → fees:network); a
 /// replacement with a higher fee records the difference.
-pub fn record_fee(ctx: &mut WriteCtx<'_>, batch_id: i64, txid: &str, fee_sat: i64) -> Result<(), PayoutError> {
+pub fn record_fee(
+    ctx: &mut WriteCtx<'_>,
+    batch_id: i64,
+    txid: &str,
+    fee_sat: i64,
+) -> Result<(), PayoutError> {
     let already: i64 = ctx
         .conn
         .prepare_cached(
@@ -606,9 +654,11 @@ pub fn get_psbt(conn: &Connection, id: i64) -> rusqlite::Result<Option<PsbtRecor
 }
 
 pub fn psbt_of_batch(conn: &Connection, batch_id: i64) -> rusqlite::Result<Option<PsbtRecord>> {
-    conn.prepare_cached(&format!("SELECT {P_COLUMNS} FROM psbts WHERE batch_id = ?1"))?
-        .query_row([batch_id], p_row)
-        .optional()
+    conn.prepare_cached(&format!(
+        "SELECT {P_COLUMNS} FROM psbts WHERE batch_id = ?1"
+    ))?
+    .query_row([batch_id], p_row)
+    .optional()
 }
 
 pub fn set_psbt(

@@ -21,10 +21,11 @@ pub mod db;
 
 use std::sync::{Arc, RwLock};
 
-use pooldesk_proto::model::{ApprovalResult, Snapshot, WalletHealth, Warning, WithdrawalPage, WithdrawalRow};
+use pooldesk_proto::model::{
+    ApprovalResult, Snapshot, WalletHealth, Warning, WithdrawalPage, WithdrawalRow,
+};
 use tokio::sync::{Mutex, Notify};
 
-pub use batch::BatchOutcome;
 use crate::audit::{self, Actor};
 use crate::config::{Config, PayoutMode, PayoutsConfig};
 use crate::events::{BusEvent, EventBus};
@@ -32,6 +33,7 @@ use crate::ledger::LedgerError;
 use crate::miners::{self, MinerRecord};
 use crate::store::{StorageFault, Store, StoreError, WriteError};
 use crate::wallet::{Wallet, WalletError};
+pub use batch::BatchOutcome;
 pub use db::verify;
 
 #[derive(Debug, thiserror::Error)]
@@ -186,7 +188,9 @@ impl Payouts {
     ) -> Result<(MinerRecord, i64), PayoutError> {
         let address = self.check_address(address)?;
         if self.inner.wallet.is_mine(&address).await.unwrap_or(false) {
-            return Err(PayoutError::Invalid("that address belongs to the pool's own wallet".into()));
+            return Err(PayoutError::Invalid(
+                "that address belongs to the pool's own wallet".into(),
+            ));
         }
         if let Some(t) = threshold_sat
             && t < self.inner.config.min_payout_btc.sat()
@@ -202,15 +206,20 @@ impl Payouts {
             .store
             .write(move |ctx| {
                 let before = miners::get(ctx.conn, &id)?;
-                let record = miners::set_payout_address(ctx, &id, &address, threshold_sat).map_err(|e| match e {
-                    miners::MinerError::Db(e) => PayoutError::Db(e),
-                    other => PayoutError::Invalid(other.to_string()),
-                })?;
+                let record = miners::set_payout_address(ctx, &id, &address, threshold_sat)
+                    .map_err(|e| match e {
+                        miners::MinerError::Db(e) => PayoutError::Db(e),
+                        other => PayoutError::Invalid(other.to_string()),
+                    })?;
                 let changed = before.and_then(|b| b.payout_address) != Some(address.clone());
                 let entry = audit::record(
                     ctx,
                     &Actor::Miner(id.clone()),
-                    if changed { "set_payout_address" } else { "confirm_payout_address" },
+                    if changed {
+                        "set_payout_address"
+                    } else {
+                        "confirm_payout_address"
+                    },
                     &id,
                     &format!("{address} (payable after {delay} s)"),
                 )?;
@@ -224,13 +233,22 @@ impl Payouts {
 
     /// A miner asks for `amount_sat` to its payout address. The amount moves
     /// to the held account at once. `event_id` makes retries idempotent.
-    pub async fn request(&self, miner: &MinerRecord, amount_sat: i64, event_id: &str) -> Result<db::Withdrawal, PayoutError> {
+    pub async fn request(
+        &self,
+        miner: &MinerRecord,
+        amount_sat: i64,
+        event_id: &str,
+    ) -> Result<db::Withdrawal, PayoutError> {
         let min = self.inner.config.min_payout_btc.sat();
         if amount_sat < min {
             return Err(PayoutError::BelowMinimum { min_sat: min });
         }
-        let address = miner.payout_address.clone().ok_or(PayoutError::NoPayoutAddress)?;
-        let payable_at = miner.payout_address_set_at.unwrap_or(0) + self.inner.config.new_address_delay_s as i64;
+        let address = miner
+            .payout_address
+            .clone()
+            .ok_or(PayoutError::NoPayoutAddress)?;
+        let payable_at =
+            miner.payout_address_set_at.unwrap_or(0) + self.inner.config.new_address_delay_s as i64;
         let key = format!("miner:{}:{event_id}", miner.id);
         let auto = amount_sat < self.inner.config.auto_approve_below_btc.sat();
         self.create(
@@ -305,7 +323,11 @@ impl Payouts {
     }
 
     /// Approves requested withdrawals; each id answers on its own.
-    pub async fn approve(&self, actor: Actor, ids: Vec<i64>) -> Result<Vec<ApprovalResult>, PayoutError> {
+    pub async fn approve(
+        &self,
+        actor: Actor,
+        ids: Vec<i64>,
+    ) -> Result<Vec<ApprovalResult>, PayoutError> {
         let mut results = Vec::with_capacity(ids.len());
         for id in ids {
             let who = actor.to_string();
@@ -353,17 +375,25 @@ impl Payouts {
 
     /// Rejects a withdrawal that has not gone out; the money returns to the
     /// miner.
-    pub async fn reject(&self, actor: Actor, id: i64, reason: String) -> Result<db::Withdrawal, PayoutError> {
+    pub async fn reject(
+        &self,
+        actor: Actor,
+        id: i64,
+        reason: String,
+    ) -> Result<db::Withdrawal, PayoutError> {
         let reason = reason.trim().to_string();
         if reason.is_empty() {
-            return Err(PayoutError::Invalid("a reason is required to reject a withdrawal".into()));
+            return Err(PayoutError::Invalid(
+                "a reason is required to reject a withdrawal".into(),
+            ));
         }
         let who = actor.to_string();
         let (w, entry) = self
             .inner
             .store
             .write(move |ctx| {
-                let w = db::get_withdrawal(ctx.conn, id)?.ok_or(PayoutError::NotFound("withdrawal"))?;
+                let w =
+                    db::get_withdrawal(ctx.conn, id)?.ok_or(PayoutError::NotFound("withdrawal"))?;
                 if !["requested", "approved"].contains(&w.state.as_str()) {
                     return Err(PayoutError::WrongState {
                         what: format!("withdrawal {id}"),
@@ -371,7 +401,8 @@ impl Payouts {
                     });
                 }
                 let w = db::release(ctx, &w, "rejected", Some(&who), &reason)?;
-                let entry = audit::record(ctx, &actor, "reject", &format!("withdrawal:{id}"), &reason)?;
+                let entry =
+                    audit::record(ctx, &actor, "reject", &format!("withdrawal:{id}"), &reason)?;
                 Ok((w, entry))
             })
             .await?;
@@ -380,7 +411,12 @@ impl Payouts {
         Ok(w)
     }
 
-    pub async fn list(&self, state: Option<String>, offset: u32, limit: Option<u32>) -> Result<WithdrawalPage, PayoutError> {
+    pub async fn list(
+        &self,
+        state: Option<String>,
+        offset: u32,
+        limit: Option<u32>,
+    ) -> Result<WithdrawalPage, PayoutError> {
         if let Some(s) = &state
             && ![
                 "requested",
@@ -409,7 +445,10 @@ impl Payouts {
         })
     }
 
-    pub async fn withdrawals_of_miner(&self, miner_id: String) -> Result<Vec<WithdrawalRow>, PayoutError> {
+    pub async fn withdrawals_of_miner(
+        &self,
+        miner_id: String,
+    ) -> Result<Vec<WithdrawalRow>, PayoutError> {
         let rows = self
             .inner
             .store
@@ -447,12 +486,15 @@ impl Payouts {
         let min = self.inner.config.min_payout_btc.sat();
         let mut checked = Vec::with_capacity(payments.len());
         for (i, p) in payments.into_iter().enumerate() {
-            miners::validate_id("miner_id", &p.miner_id).map_err(|e| PayoutError::Invalid(format!("payments[{i}]: {e}")))?;
+            miners::validate_id("miner_id", &p.miner_id)
+                .map_err(|e| PayoutError::Invalid(format!("payments[{i}]: {e}")))?;
             let address = self
                 .check_address(&p.to_address)
                 .map_err(|e| PayoutError::Invalid(format!("payments[{i}]: {e}")))?;
             if p.amount_sat <= 0 {
-                return Err(PayoutError::Invalid(format!("payments[{i}]: amount must be greater than zero")));
+                return Err(PayoutError::Invalid(format!(
+                    "payments[{i}]: amount must be greater than zero"
+                )));
             }
             if p.amount_sat < min {
                 return Err(PayoutError::Invalid(format!(
@@ -464,7 +506,9 @@ impl Payouts {
                 ..p
             });
         }
-        let request_id = request_id.unwrap_or_else(|| format!("{}-{:016x}", crate::clock::now_ms(), rand::random::<u64>()));
+        let request_id = request_id.unwrap_or_else(|| {
+            format!("{}-{:016x}", crate::clock::now_ms(), rand::random::<u64>())
+        });
         let who = actor.to_string();
         let audit_actor = actor.clone();
         let (withdrawals, entries) = self
@@ -520,11 +564,17 @@ impl Payouts {
         for entry in entries {
             self.publish_audit(entry);
         }
-        let ids: Vec<i64> = withdrawals.iter().filter(|w| w.state == "approved").map(|w| w.id).collect();
+        let ids: Vec<i64> = withdrawals
+            .iter()
+            .filter(|w| w.state == "approved")
+            .map(|w| w.id)
+            .collect();
         if ids.is_empty() {
             // A retry of a request already paid: answer its batch.
             let batch_id = withdrawals.iter().find_map(|w| w.batch_id).ok_or_else(|| {
-                PayoutError::Conflict("this request_id was already used and its withdrawals are not pending".into())
+                PayoutError::Conflict(
+                    "this request_id was already used and its withdrawals are not pending".into(),
+                )
             })?;
             return self.batch_outcome(batch_id, None).await;
         }
@@ -541,12 +591,17 @@ impl Payouts {
                 if paused {
                     db::set_setting(ctx, PAUSED_KEY, &format!("paused by {who}"))?;
                 } else {
-                    ctx.conn.execute("DELETE FROM settings WHERE key = ?1", [PAUSED_KEY])?;
+                    ctx.conn
+                        .execute("DELETE FROM settings WHERE key = ?1", [PAUSED_KEY])?;
                 }
                 Ok::<_, PayoutError>(audit::record(
                     ctx,
                     &actor,
-                    if paused { "pause_payouts" } else { "resume_payouts" },
+                    if paused {
+                        "pause_payouts"
+                    } else {
+                        "resume_payouts"
+                    },
                     "payouts",
                     "",
                 )?)
@@ -558,7 +613,11 @@ impl Payouts {
     }
 
     pub async fn paused(&self) -> Result<Option<String>, PayoutError> {
-        Ok(self.inner.store.read(|conn| db::setting(conn, PAUSED_KEY)).await?)
+        Ok(self
+            .inner
+            .store
+            .read(|conn| db::setting(conn, PAUSED_KEY))
+            .await?)
     }
 
     /// Health of the node and wallet as last checked.
@@ -641,9 +700,15 @@ pub async fn contribute_to_snapshot(app: &crate::app::App, snapshot: &mut Snapsh
             ),
         });
     }
-    snapshot
-        .warnings
-        .extend(payouts.inner.waiting.read().expect("waiting lock").iter().cloned());
+    snapshot.warnings.extend(
+        payouts
+            .inner
+            .waiting
+            .read()
+            .expect("waiting lock")
+            .iter()
+            .cloned(),
+    );
 }
 
 /// The background worker: health, reconciliation, confirmations, automatic

@@ -17,8 +17,16 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         include_str!("../../migrations/0002_miners_ingest.sql"),
     ),
     (3, "audit", include_str!("../../migrations/0003_audit.sql")),
-    (4, "payouts", include_str!("../../migrations/0004_payouts.sql")),
-    (5, "faucet", include_str!("../../migrations/0005_faucet.sql")),
+    (
+        4,
+        "payouts",
+        include_str!("../../migrations/0004_payouts.sql"),
+    ),
+    (
+        5,
+        "faucet",
+        include_str!("../../migrations/0005_faucet.sql"),
+    ),
 ];
 
 pub(crate) fn apply(conn: &Connection) -> anyhow::Result<()> {

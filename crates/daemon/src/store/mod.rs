@@ -132,7 +132,11 @@ struct Inner {
 
 /// Applies the pragmas every connection needs. Explicit, never library
 /// defaults, for anything that decides durability.
-pub(crate) fn configure(conn: &Connection, writer: bool, durability: Durability) -> rusqlite::Result<()> {
+pub(crate) fn configure(
+    conn: &Connection,
+    writer: bool,
+    durability: Durability,
+) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "foreign_keys", true)?;
     // FULL: the WAL is fsynced at every commit, so an acknowledged write

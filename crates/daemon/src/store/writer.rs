@@ -348,7 +348,9 @@ impl Writer {
                     // The syncer is gone (it aborts the process on an fsync
                     // error, so this is shutdown): sync here instead.
                     let synced = unsent.0;
-                    let _ = self.conn.query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(()));
+                    let _ = self
+                        .conn
+                        .query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(()));
                     for done in synced.completions {
                         done(Ok(&synced.info));
                     }
@@ -493,7 +495,12 @@ impl WalFile {
             None => true,
         };
         if stale {
-            self.file = Some(std::fs::OpenOptions::new().read(true).write(true).open(&self.wal_path)?);
+            self.file = Some(
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&self.wal_path)?,
+            );
         }
         self.file.as_ref().expect("just opened").sync_data()
     }
