@@ -156,6 +156,7 @@ impl BitcoindWallet {
         })
         .map_err(|e| WalletError::Protocol(e.to_string()))?;
         let mut refreshed = false;
+        let mut resent = false;
         loop {
             let (user, password) = self.credentials(false)?;
             let sent = self
@@ -170,6 +171,15 @@ impl BitcoindWallet {
                 Ok(response) => response,
                 Err(e) if e.is_connect() => return Err(WalletError::Unreachable(e.to_string())),
                 Err(e) if e.is_builder() => return Err(WalletError::Unreachable(e.to_string())),
+                // A kept-alive connection the node closed (it restarted)
+                // fails the next request. A call that changes nothing is
+                // sent once more on a fresh connection; a spending call
+                // stays ambiguous and goes to reconciliation.
+                Err(e) if !e.is_timeout() && !resent && is_read_only(method) => {
+                    resent = true;
+                    tracing::debug!(method, "node connection lost; sending the read once more");
+                    continue;
+                }
                 // Timed out or lost after the request went out: the node may
                 // have executed it.
                 Err(e) => return Err(WalletError::Ambiguous(format!("{method}: {e}"))),
@@ -269,6 +279,23 @@ impl BitcoindWallet {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Calls that neither spend, lock coins nor write to the wallet: safe to send
+/// again when the first attempt's fate is unknown.
+fn is_read_only(method: &str) -> bool {
+    matches!(
+        method,
+        "getblockchaininfo"
+            | "getbalances"
+            | "estimatesmartfee"
+            | "getaddressinfo"
+            | "listtransactions"
+            | "gettransaction"
+            | "getmempoolentry"
+            | "finalizepsbt"
+            | "testmempoolaccept"
+    )
 }
 
 /// A satoshi amount as an exact JSON number literal in BTC (`0.00010000`),
