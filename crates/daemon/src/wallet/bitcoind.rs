@@ -35,7 +35,12 @@ enum Credentials {
 }
 
 pub struct BitcoindWallet {
+    /// Reads, over kept-alive connections.
     client: reqwest::Client,
+    /// Calls that change the wallet, each on a fresh connection: a kept-alive
+    /// one the node has closed would turn a spend that never left into an
+    /// ambiguous one.
+    fresh_client: reqwest::Client,
     base_url: String,
     wallet: String,
     credentials: Credentials,
@@ -78,11 +83,20 @@ impl BitcoindWallet {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(timeout)
-            // One connection reused; the node's RPC work queue is small.
+            // Few connections reused; the node's RPC work queue is small.
             .pool_max_idle_per_host(2)
+            // Core drops idle connections after -rpcservertimeout (30 s by
+            // default): let them go first rather than write into a closed one.
+            .pool_idle_timeout(Duration::from_secs(15))
+            .build()?;
+        let fresh_client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(timeout)
+            .pool_max_idle_per_host(0)
             .build()?;
         Ok(BitcoindWallet {
             client,
+            fresh_client,
             base_url: config.url.trim_end_matches('/').to_string(),
             wallet: config.wallet.clone(),
             credentials,
@@ -156,11 +170,16 @@ impl BitcoindWallet {
         })
         .map_err(|e| WalletError::Protocol(e.to_string()))?;
         let mut refreshed = false;
-        let mut resent = false;
+        let read_only = is_read_only(method);
+        let http = if read_only {
+            &self.client
+        } else {
+            &self.fresh_client
+        };
+        let mut resends = 0;
         loop {
             let (user, password) = self.credentials(false)?;
-            let sent = self
-                .client
+            let sent = http
                 .post(&url)
                 .basic_auth(user, Some(password))
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -173,10 +192,11 @@ impl BitcoindWallet {
                 Err(e) if e.is_builder() => return Err(WalletError::Unreachable(e.to_string())),
                 // A kept-alive connection the node closed (it restarted)
                 // fails the next request. A call that changes nothing is
-                // sent once more on a fresh connection; a spending call
-                // stays ambiguous and goes to reconciliation.
-                Err(e) if !e.is_timeout() && !resent && is_read_only(method) => {
-                    resent = true;
+                // sent again (each pooled connection may be stale); a
+                // spending call went out on a fresh connection, so its
+                // failure is ambiguous and goes to reconciliation.
+                Err(e) if !e.is_timeout() && resends < 2 && read_only => {
+                    resends += 1;
                     tracing::debug!(method, "node connection lost; sending the read once more");
                     continue;
                 }
