@@ -65,6 +65,9 @@ struct Ring {
     next_seq: u64,
     retained: VecDeque<Arc<Envelope>>,
     capacity: usize,
+    /// Committed credits waiting to go out as one envelope (see
+    /// [`EventBus::stage_credits`]).
+    staged_credits: Vec<CreditEvent>,
 }
 
 /// Cheap to clone.
@@ -94,14 +97,47 @@ impl EventBus {
                 next_seq: first_seq.max(1),
                 retained: VecDeque::with_capacity(replay_capacity),
                 capacity: replay_capacity.max(1),
+                staged_credits: Vec::new(),
             })),
         }
     }
 
     /// Publishes a committed fact. Sequence assignment and send happen under
-    /// one lock so the broadcast order is the sequence order.
+    /// one lock so the broadcast order is the sequence order. Staged credits
+    /// go out first: they were committed before this fact.
     pub fn publish(&self, event: BusEvent) -> u64 {
         let mut ring = self.ring.lock().expect("bus lock");
+        self.flush_locked(&mut ring);
+        self.publish_locked(&mut ring, event)
+    }
+
+    /// Holds committed credits back to publish them together with later
+    /// ones ([`EventBus::flush_credits`]): every envelope wakes every
+    /// subscriber, so fewer, fuller envelopes keep fan-out cheap. Order is
+    /// kept: any other publish sends the staged credits first.
+    pub fn stage_credits(&self, credits: impl IntoIterator<Item = CreditEvent>) {
+        self.ring
+            .lock()
+            .expect("bus lock")
+            .staged_credits
+            .extend(credits);
+    }
+
+    /// Publishes the staged credits, if any.
+    pub fn flush_credits(&self) {
+        let mut ring = self.ring.lock().expect("bus lock");
+        self.flush_locked(&mut ring);
+    }
+
+    fn flush_locked(&self, ring: &mut Ring) {
+        while !ring.staged_credits.is_empty() {
+            let take = ring.staged_credits.len().min(MAX_CREDITS_PER_ENVELOPE);
+            let credits: Vec<CreditEvent> = ring.staged_credits.drain(..take).collect();
+            self.publish_locked(ring, BusEvent::Credits(credits));
+        }
+    }
+
+    fn publish_locked(&self, ring: &mut Ring, event: BusEvent) -> u64 {
         let seq = ring.next_seq;
         ring.next_seq += event.width();
         let envelope = Arc::new(Envelope {
@@ -185,6 +221,32 @@ mod tests {
             4
         );
         assert_eq!(bus.next_seq(), 5);
+    }
+
+    #[test]
+    fn staged_credits_go_out_before_any_later_event_in_one_envelope() {
+        let bus = EventBus::new(16, 16, 1);
+        let mut rx = bus.subscribe();
+        bus.stage_credits([credit(1), credit(2)]);
+        bus.stage_credits([credit(3)]);
+        assert!(rx.try_recv().is_err(), "staged, not yet published");
+        bus.publish(BusEvent::Faucet {
+            id: 1,
+            state: "paid".into(),
+        });
+        let first = rx.try_recv().expect("credits first");
+        assert_eq!(first.seq, 1);
+        match &first.event {
+            BusEvent::Credits(c) => assert_eq!(c.len(), 3),
+            other => panic!("expected credits, got {other:?}"),
+        }
+        let second = rx.try_recv().expect("then the faucet event");
+        assert_eq!(second.seq, 4);
+        bus.stage_credits([credit(4)]);
+        bus.flush_credits();
+        assert_eq!(rx.try_recv().expect("flushed").seq, 5);
+        bus.flush_credits();
+        assert!(rx.try_recv().is_err(), "nothing staged, nothing sent");
     }
 
     #[test]

@@ -1,14 +1,20 @@
 //! Credit events for live streams. Handlers hand their committed credits to
-//! a small aggregator task, which publishes everything that queued up as
-//! one bus envelope: under load the bus carries one envelope per burst
-//! rather than one per report, so thousands of SSE subscribers are woken
-//! per burst, not per report.
+//! a small aggregator task, which stages them on the bus and publishes
+//! what gathered at most every [`CREDIT_PACE`]: every envelope wakes every
+//! SSE subscriber, so 10,000 streams cost the same whether reports arrive
+//! 200 or 20,000 a second, for at most that much added delay. Anything
+//! else published meanwhile sends the staged credits first (order holds).
+
+use std::time::Duration;
 
 use pooldesk_proto::model::CreditEvent;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 
-use crate::events::{BusEvent, EventBus, MAX_CREDITS_PER_ENVELOPE};
+use crate::events::{EventBus, MAX_CREDITS_PER_ENVELOPE};
+
+/// Shortest time between two credit envelopes.
+pub const CREDIT_PACE: Duration = Duration::from_millis(50);
 
 #[derive(Clone)]
 pub struct CreditFeed {
@@ -24,9 +30,23 @@ impl CreditFeed {
         let (tx, mut rx) = mpsc::channel::<CreditEvent>(capacity);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_CREDITS_PER_ENVELOPE);
+            let mut last_publish = tokio::time::Instant::now() - CREDIT_PACE;
             while rx.recv_many(&mut batch, MAX_CREDITS_PER_ENVELOPE).await > 0 {
-                bus.publish(BusEvent::Credits(std::mem::take(&mut batch)));
+                bus.stage_credits(batch.drain(..));
+                // A lone credit after a quiet spell goes out at once; in a
+                // burst, wait out the pace while more gather.
+                tokio::time::sleep_until(last_publish + CREDIT_PACE).await;
+                while let Ok(credit) = rx.try_recv() {
+                    batch.push(credit);
+                    if batch.len() == MAX_CREDITS_PER_ENVELOPE {
+                        bus.stage_credits(batch.drain(..));
+                    }
+                }
+                bus.stage_credits(batch.drain(..));
+                bus.flush_credits();
+                last_publish = tokio::time::Instant::now();
             }
+            bus.flush_credits();
         });
         CreditFeed { tx, dropped }
     }
