@@ -11,11 +11,11 @@
 //! (`Lagged`) and continues from the oldest retained one; it never slows
 //! the publisher or other subscribers.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use pooldesk_proto::model::{AuditEntry, BatchRow, CreditEvent, Snapshot, WithdrawalRow};
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 
 /// Most credits carried by one envelope (the aggregator splits beyond it).
 pub const MAX_CREDITS_PER_ENVELOPE: usize = 512;
@@ -68,6 +68,8 @@ struct Ring {
     /// Committed credits waiting to go out as one envelope (see
     /// [`EventBus::stage_credits`]).
     staged_credits: Vec<CreditEvent>,
+    /// Envelopes published since every follower was last woken.
+    since_all_rung: usize,
 }
 
 /// Cheap to clone.
@@ -75,6 +77,106 @@ struct Ring {
 pub struct EventBus {
     tx: broadcast::Sender<Arc<Envelope>>,
     ring: Arc<Mutex<Ring>>,
+    doorbells: Arc<Doorbells>,
+}
+
+/// Wake-ups for subscribers that follow one miner. They read the same
+/// broadcast (so order, ids and resume are unchanged) but only when
+/// something concerns them: an envelope naming their miner, a pool tick, or
+/// every [`ALL_RING_EVERY`] envelopes so they never fall behind the channel.
+/// Without this, 10,000 followers were each woken for every envelope.
+/// Per followed miner: its doorbell and how many streams follow it.
+type FollowedMiners = HashMap<Box<str>, (Arc<Notify>, usize)>;
+
+#[derive(Default)]
+struct Doorbells {
+    by_miner: Mutex<FollowedMiners>,
+    all: Arc<Notify>,
+}
+
+/// Envelopes after which every follower drains its receiver, whatever they
+/// carry (well below the channel capacity, so nobody lags).
+const ALL_RING_EVERY: usize = 256;
+
+/// A follower's doorbell; leaves the bus's table with the last follower of
+/// its miner.
+pub struct Doorbell {
+    miner: Box<str>,
+    mine: Arc<Notify>,
+    all: Arc<Notify>,
+    doorbells: Arc<Doorbells>,
+}
+
+impl Doorbell {
+    /// Waits until something may concern this follower. Call
+    /// [`Doorbell::armed`] *before* looking at the receiver, then await it:
+    /// a publish in between is not missed.
+    pub fn armed(&self) -> Armed<'_> {
+        let mut mine = Box::pin(self.mine.notified());
+        let mut all = Box::pin(self.all.notified());
+        mine.as_mut().enable();
+        all.as_mut().enable();
+        Armed { mine, all }
+    }
+}
+
+/// An armed doorbell (see [`Doorbell::armed`]).
+pub struct Armed<'a> {
+    mine: std::pin::Pin<Box<tokio::sync::futures::Notified<'a>>>,
+    all: std::pin::Pin<Box<tokio::sync::futures::Notified<'a>>>,
+}
+
+impl Armed<'_> {
+    pub async fn rung(mut self) {
+        tokio::select! {
+            _ = self.mine.as_mut() => {}
+            _ = self.all.as_mut() => {}
+        }
+    }
+}
+
+impl Drop for Doorbell {
+    fn drop(&mut self) {
+        let mut map = self.doorbells.by_miner.lock().expect("doorbells lock");
+        if let Some((_, followers)) = map.get_mut(&self.miner) {
+            *followers -= 1;
+            if *followers == 0 {
+                map.remove(&self.miner);
+            }
+        }
+    }
+}
+
+impl Doorbells {
+    fn ring_for(&self, envelope: &Envelope, everyone: bool) {
+        let ring_miner = |map: &FollowedMiners, miner: &str| {
+            if let Some((notify, _)) = map.get(miner) {
+                notify.notify_waiters();
+            }
+        };
+        if everyone {
+            self.all.notify_waiters();
+            return;
+        }
+        match &envelope.event {
+            BusEvent::Pool(_) => {}
+            BusEvent::Credits(credits) => {
+                let map = self.by_miner.lock().expect("doorbells lock");
+                if map.is_empty() {
+                    return;
+                }
+                for credit in credits {
+                    ring_miner(&map, &credit.miner_id);
+                }
+            }
+            BusEvent::Withdrawal(row) => ring_miner(
+                &self.by_miner.lock().expect("doorbells lock"),
+                &row.miner_id,
+            ),
+            // Followers do not show these; they skip them on their next read.
+            BusEvent::Batch(_) | BusEvent::Audit(_) | BusEvent::Faucet { .. } => {}
+        }
+    }
 }
 
 /// What a resuming client gets.
@@ -98,7 +200,9 @@ impl EventBus {
                 retained: VecDeque::with_capacity(replay_capacity),
                 capacity: replay_capacity.max(1),
                 staged_credits: Vec::new(),
+                since_all_rung: 0,
             })),
+            doorbells: Arc::new(Doorbells::default()),
         }
     }
 
@@ -150,12 +254,35 @@ impl EventBus {
         }
         ring.retained.push_back(envelope.clone());
         // No receivers is fine: nobody is listening right now.
-        let _ = self.tx.send(envelope);
+        let _ = self.tx.send(envelope.clone());
+        // After the send, so a woken follower finds the envelope.
+        ring.since_all_rung += 1;
+        let everyone =
+            ring.since_all_rung >= ALL_RING_EVERY || matches!(envelope.event, BusEvent::Pool(_));
+        if everyone {
+            ring.since_all_rung = 0;
+        }
+        self.doorbells.ring_for(&envelope, everyone);
         seq
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Envelope>> {
         self.tx.subscribe()
+    }
+
+    /// The doorbell of a subscriber that follows `miner` (see [`Doorbells`]).
+    pub fn doorbell(&self, miner: &str) -> Doorbell {
+        let mut map = self.doorbells.by_miner.lock().expect("doorbells lock");
+        let entry = map
+            .entry(miner.into())
+            .or_insert_with(|| (Arc::new(Notify::new()), 0));
+        entry.1 += 1;
+        Doorbell {
+            miner: miner.into(),
+            mine: entry.0.clone(),
+            all: self.doorbells.all.clone(),
+            doorbells: self.doorbells.clone(),
+        }
     }
 
     /// Subscribes and returns the retained envelopes after `after_seq`, as
@@ -247,6 +374,64 @@ mod tests {
         assert_eq!(rx.try_recv().expect("flushed").seq, 5);
         bus.flush_credits();
         assert!(rx.try_recv().is_err(), "nothing staged, nothing sent");
+    }
+
+    fn credit_for(miner: &str) -> CreditEvent {
+        CreditEvent {
+            miner_id: miner.into(),
+            ..credit(1)
+        }
+    }
+
+    /// True when the armed doorbell rings before a short timeout.
+    async fn rings(armed: Armed<'_>) -> bool {
+        tokio::time::timeout(std::time::Duration::from_millis(50), armed.rung())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_follower_is_woken_for_its_miner_and_pool_ticks_only() {
+        let bus = EventBus::new(1024, 16, 1);
+        let alice = bus.doorbell("alice");
+        let bob = bus.doorbell("bob");
+
+        let armed = alice.armed();
+        bus.publish(BusEvent::Credits(vec![credit_for("bob")]));
+        assert!(!rings(armed).await, "bob's credit does not wake alice");
+
+        let armed = bob.armed();
+        bus.publish(BusEvent::Credits(vec![
+            credit_for("carol"),
+            credit_for("bob"),
+        ]));
+        assert!(rings(armed).await, "a burst naming bob wakes bob");
+
+        let armed = alice.armed();
+        bus.publish(BusEvent::Pool(Arc::new(Snapshot::default())));
+        assert!(rings(armed).await, "a pool tick wakes everyone");
+
+        // However quiet the miner, the follower drains well before the
+        // channel could lag.
+        let armed = alice.armed();
+        for i in 0..ALL_RING_EVERY {
+            bus.publish(BusEvent::Faucet {
+                id: i as i64,
+                state: "queued".into(),
+            });
+        }
+        assert!(rings(armed).await);
+    }
+
+    #[test]
+    fn doorbells_leave_with_their_last_follower() {
+        let bus = EventBus::new(16, 16, 1);
+        let first = bus.doorbell("alice");
+        let second = bus.doorbell("alice");
+        drop(first);
+        assert_eq!(bus.doorbells.by_miner.lock().unwrap().len(), 1);
+        drop(second);
+        assert!(bus.doorbells.by_miner.lock().unwrap().is_empty());
     }
 
     #[test]

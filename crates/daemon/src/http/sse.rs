@@ -28,6 +28,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,12 +43,16 @@ use pooldesk_proto::amount::{format_btc, format_msat_btc};
 use pooldesk_proto::model::{CreditEvent, Snapshot};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast::{
+    self,
+    error::{RecvError, TryRecvError},
+};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::error::ApiError;
 use super::miner::hashrate_json;
 use crate::app::App;
-use crate::events::{BusEvent, Envelope, Replay};
+use crate::events::{BusEvent, Doorbell, Envelope, Replay};
 
 /// Keep-alive comment interval: below the idle timeouts of common proxies.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -205,7 +210,10 @@ fn stream(
         .find(|e| matches!(e.event, BusEvent::Pool(_)))
         .map(|e| e.seq)
         .unwrap_or(0);
+    let doorbell = miner.as_deref().map(|m| app.bus.doorbell(m));
     let feed = Feed {
+        doorbell,
+        shutdown: Box::pin(app.shutdown.clone().cancelled_owned()),
         app,
         shared: guard.shared.clone(),
         miner,
@@ -235,6 +243,11 @@ fn stream(
 /// One subscriber's position in the event bus.
 struct Feed {
     app: App,
+    /// Created once: a fresh `cancelled()` per wait would register and
+    /// unregister with the token's lock at every event, for every stream.
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Following one miner: woken only when something may concern it.
+    doorbell: Option<Doorbell>,
     shared: Arc<Shared>,
     miner: Option<Box<str>>,
     rx: broadcast::Receiver<Arc<Envelope>>,
@@ -279,17 +292,36 @@ impl Feed {
                     if self.replay.capacity() > 0 {
                         self.replay = VecDeque::new();
                     }
-                    tokio::select! {
-                        biased;
-                        _ = self.app.shutdown.cancelled() => return None,
-                        received = self.rx.recv() => match received {
-                            Ok(envelope) => envelope,
-                            Err(RecvError::Lagged(missed)) => {
-                                self.app.metrics.events_lagged.inc_by(missed);
-                                return Some(lagged_event(missed));
-                            }
-                            Err(RecvError::Closed) => return None,
+                    let received = match &self.doorbell {
+                        None => tokio::select! {
+                            biased;
+                            _ = self.shutdown.as_mut() => return None,
+                            received = self.rx.recv() => received,
                         },
+                        Some(doorbell) => loop {
+                            let armed = doorbell.armed();
+                            match self.rx.try_recv() {
+                                Ok(envelope) => break Ok(envelope),
+                                Err(TryRecvError::Lagged(missed)) => {
+                                    break Err(RecvError::Lagged(missed));
+                                }
+                                Err(TryRecvError::Closed) => break Err(RecvError::Closed),
+                                Err(TryRecvError::Empty) => {}
+                            }
+                            tokio::select! {
+                                biased;
+                                _ = self.shutdown.as_mut() => return None,
+                                _ = armed.rung() => {}
+                            }
+                        },
+                    };
+                    match received {
+                        Ok(envelope) => envelope,
+                        Err(RecvError::Lagged(missed)) => {
+                            self.app.metrics.events_lagged.inc_by(missed);
+                            return Some(lagged_event(missed));
+                        }
+                        Err(RecvError::Closed) => return None,
                     }
                 }
             };
