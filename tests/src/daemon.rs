@@ -382,6 +382,18 @@ impl Daemon {
         response(request.send().await).await
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         response(self.http.get(format!("{}{path}", self.url)).send().await).await
     }
@@ -437,6 +449,19 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// A fresh regtest P2WPKH address nobody owns.
+pub fn regtest_address() -> String {
+    use bitcoin::secp256k1::{Secp256k1, SecretKey};
+    let secp = Secp256k1::new();
+    let secret = SecretKey::from_slice(&rand::random::<[u8; 32]>()).expect("key");
+    let public = bitcoin::CompressedPublicKey::from_private_key(
+        &secp,
+        &bitcoin::PrivateKey::new(secret, bitcoin::Network::Regtest),
+    )
+    .expect("compressed");
+    bitcoin::Address::p2wpkh(&public, bitcoin::Network::Regtest).to_string()
 }
 
 pub fn now_s() -> i64 {

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use pooldesk_e2e::browser::Browser;
-use pooldesk_e2e::daemon::{Daemon, DaemonOptions};
+use pooldesk_e2e::daemon::{Daemon, DaemonOptions, regtest_address};
 use tokio::sync::Mutex;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -24,18 +24,6 @@ async fn start(config: &str) -> Daemon {
         ..DaemonOptions::default()
     })
     .await
-}
-
-fn regtest_address() -> String {
-    use bitcoin::secp256k1::{Secp256k1, SecretKey};
-    let secp = Secp256k1::new();
-    let secret = SecretKey::from_slice(&rand::random::<[u8; 32]>()).expect("key");
-    let public = bitcoin::CompressedPublicKey::from_private_key(
-        &secp,
-        &bitcoin::PrivateKey::new(secret, bitcoin::Network::Regtest),
-    )
-    .expect("compressed");
-    bitcoin::Address::p2wpkh(&public, bitcoin::Network::Regtest).to_string()
 }
 
 #[tokio::test]

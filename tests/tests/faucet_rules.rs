@@ -5,21 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use bitcoin::secp256k1::{Secp256k1, SecretKey};
-use pooldesk_e2e::daemon::{Daemon, DaemonOptions};
+use pooldesk_e2e::daemon::{Daemon, DaemonOptions, regtest_address};
 use serde_json::{Value, json};
-
-/// A fresh regtest address nobody owns.
-fn address() -> String {
-    let secp = Secp256k1::new();
-    let secret = SecretKey::from_slice(&rand::random::<[u8; 32]>()).expect("key");
-    let public = bitcoin::CompressedPublicKey::from_private_key(
-        &secp,
-        &bitcoin::PrivateKey::new(secret, bitcoin::Network::Regtest),
-    )
-    .expect("compressed");
-    bitcoin::Address::p2wpkh(&public, bitcoin::Network::Regtest).to_string()
-}
 
 async fn start(config: &str) -> Daemon {
     Daemon::start(DaemonOptions {
@@ -89,8 +76,8 @@ async fn a_second_request_within_the_cooldown_is_refused_by_address_and_by_ip() 
         "{FAST}[http]\ntrusted_proxies = [\"127.0.0.1\"]\n"
     ))
     .await;
-    let a = address();
-    let b = address();
+    let a = regtest_address();
+    let b = regtest_address();
 
     let (status, body, _) = claim(&d, &a, Some("198.51.100.1")).await;
     assert_eq!(status, 202, "{body}");
@@ -118,7 +105,7 @@ async fn a_second_request_within_the_cooldown_is_refused_by_address_and_by_ip() 
     // IPv6 clients are counted per /64.
     let (status, body, _) = claim(&d, &b, Some("2001:db8:5:6::1")).await;
     assert_eq!(status, 202, "{body}");
-    let (status, body, _) = claim(&d, &address(), Some("2001:db8:5:6:ffff::2")).await;
+    let (status, body, _) = claim(&d, &regtest_address(), Some("2001:db8:5:6:ffff::2")).await;
     assert_eq!(status, 429, "same /64: {body}");
     assert_eq!(body["by"], "ip");
 
@@ -138,7 +125,7 @@ async fn forged_reused_expired_and_unsolved_challenges_are_refused() {
     let forged: String = (0..80)
         .map(|_| format!("{:x}", rand::random::<u8>() % 16))
         .collect();
-    let a = address();
+    let a = regtest_address();
     let nonce = pooldesk_proto::pow::solve_pow(&forged, &a, 8);
     let (status, body, _) = post(&d, &a, &forged, &nonce, Some("203.0.113.1")).await;
     assert_eq!(
@@ -185,7 +172,7 @@ async fn forged_reused_expired_and_unsolved_challenges_are_refused() {
     let nonce = pooldesk_proto::pow::solve_pow(&c, &a, bits);
     let (status, body, _) = post(&d, &a, &c, &nonce, Some("203.0.113.1")).await;
     assert_eq!(status, 202, "{body}");
-    let b = address();
+    let b = regtest_address();
     let nonce_b = pooldesk_proto::pow::solve_pow(&c, &b, bits);
     let (status, body, _) = post(&d, &b, &c, &nonce_b, Some("203.0.113.2")).await;
     assert_eq!(
@@ -238,7 +225,7 @@ async fn the_daily_budget_holds_under_50_concurrent_requests() {
     // Solve everything first so the posts really race.
     let mut prepared = Vec::new();
     for i in 0..50 {
-        let a = address();
+        let a = regtest_address();
         let (c, bits) = challenge(&d).await;
         let nonce = pooldesk_proto::pow::solve_pow(&c, &a, bits);
         prepared.push((a, c, nonce, format!("198.51.100.{}", i + 1)));
@@ -281,9 +268,9 @@ async fn the_daily_budget_holds_under_50_concurrent_requests() {
 async fn x_forwarded_for_counts_only_from_a_trusted_proxy() {
     // No trusted proxies: the header is anyone's word and is ignored.
     let d = start(FAST).await;
-    let (status, body, _) = claim(&d, &address(), Some("203.0.113.50")).await;
+    let (status, body, _) = claim(&d, &regtest_address(), Some("203.0.113.50")).await;
     assert_eq!(status, 202, "{body}");
-    let (status, body, _) = claim(&d, &address(), Some("203.0.113.51")).await;
+    let (status, body, _) = claim(&d, &regtest_address(), Some("203.0.113.51")).await;
     assert_eq!(
         status, 429,
         "spoofed header must not dodge the IP cooldown: {body}"
@@ -296,11 +283,11 @@ async fn x_forwarded_for_counts_only_from_a_trusted_proxy() {
         "{FAST}[http]\ntrusted_proxies = [\"127.0.0.1\"]\n"
     ))
     .await;
-    let (status, body, _) = claim(&d, &address(), Some("203.0.113.50")).await;
+    let (status, body, _) = claim(&d, &regtest_address(), Some("203.0.113.50")).await;
     assert_eq!(status, 202, "{body}");
-    let (status, body, _) = claim(&d, &address(), Some("203.0.113.51")).await;
+    let (status, body, _) = claim(&d, &regtest_address(), Some("203.0.113.51")).await;
     assert_eq!(status, 202, "another client behind the proxy: {body}");
-    let (status, body, _) = claim(&d, &address(), Some("203.0.113.50")).await;
+    let (status, body, _) = claim(&d, &regtest_address(), Some("203.0.113.50")).await;
     assert_eq!(status, 429, "{body}");
     d.assert_verified();
 }
@@ -313,7 +300,8 @@ async fn queued_requests_are_paid_in_one_batch_by_the_wallet() {
     .await;
     let mut ids = Vec::new();
     for i in 0..3 {
-        let (status, body, _) = claim(&d, &address(), Some(&format!("192.0.2.{}", i + 1))).await;
+        let (status, body, _) =
+            claim(&d, &regtest_address(), Some(&format!("192.0.2.{}", i + 1))).await;
         assert_eq!(status, 202, "{body}");
         ids.push(body["request_id"].as_i64().unwrap());
     }
@@ -363,15 +351,7 @@ async fn queued_requests_are_paid_in_one_batch_by_the_wallet() {
         other => panic!("faucet status: {other:?}"),
     }
     // Counted in the metrics.
-    let metrics = d
-        .http
-        .get(format!("{}/metrics", d.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = d.metrics_text().await;
     assert!(
         metrics.contains("pooldesk_faucet_requests_total{state=\"queued\"} 3"),
         "{metrics}"
@@ -388,7 +368,7 @@ async fn a_disabled_faucet_refuses_with_403() {
         (403, Some("faucet_disabled")),
         "{body}"
     );
-    let (status, body, _) = post(&d, &address(), &"0".repeat(80), "1", None).await;
+    let (status, body, _) = post(&d, &regtest_address(), &"0".repeat(80), "1", None).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (403, Some("faucet_disabled")),

@@ -9,8 +9,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bitcoin::secp256k1::{Secp256k1, SecretKey};
-use pooldesk_e2e::daemon::{Daemon, DaemonOptions, now_s};
+use pooldesk_e2e::daemon::{Daemon, DaemonOptions, now_s, regtest_address};
 use serde_json::{Value, json};
 
 type Samples = HashMap<String, f64>;
@@ -93,17 +92,6 @@ async fn wait_for(d: &Daemon, what: &str, check: impl Fn(&Samples) -> bool) -> S
     }
 }
 
-fn address() -> String {
-    let secp = Secp256k1::new();
-    let secret = SecretKey::from_slice(&rand::random::<[u8; 32]>()).expect("key");
-    let public = bitcoin::CompressedPublicKey::from_private_key(
-        &secp,
-        &bitcoin::PrivateKey::new(secret, bitcoin::Network::Regtest),
-    )
-    .expect("compressed");
-    bitcoin::Address::p2wpkh(&public, bitcoin::Network::Regtest).to_string()
-}
-
 const CONFIG: &str = "[http]\nmax_sse_streams = 1\n\
 [payouts]\nnew_address_delay_s = 0\nbatch_interval_s = 3600\n\
 [faucet]\ndifficulty_bits = 4\nbatch_interval_s = 3600\n";
@@ -113,7 +101,7 @@ async fn faucet_claim(d: &Daemon) -> (u16, Value) {
     assert_eq!(status, 200, "{body}");
     let challenge = body["challenge"].as_str().unwrap().to_string();
     let bits = body["difficulty_bits"].as_u64().unwrap() as u32;
-    let address = address();
+    let address = regtest_address();
     let nonce = pooldesk_proto::pow::solve_pow(&challenge, &address, bits);
     let r = d
         .http
@@ -231,7 +219,7 @@ async fn every_metric_family_is_exported_and_moves_with_traffic() {
     let spendable_before = get(&s, "pooldesk_wallet_spendable_sat");
     assert!(spendable_before > 0.0, "the simulated wallet starts funded");
 
-    let payout = address();
+    let payout = regtest_address();
     let (status, body) = d
         .signed(
             "POST",

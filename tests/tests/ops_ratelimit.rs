@@ -39,15 +39,7 @@ async fn split(r: reqwest::Response) -> (u16, Option<u64>, Value) {
 
 /// The value of one sample line of `/metrics` (0 when absent).
 async fn metric(d: &Daemon, sample: &str) -> f64 {
-    let text = d
-        .http
-        .get(format!("{}/metrics", d.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = d.metrics_text().await;
     text.lines()
         .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
         .unwrap_or(0.0)

@@ -241,15 +241,7 @@ async fn streams_past_the_limit_get_503_and_the_gauge_follows() {
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse::<i64>().ok())
     };
-    let metrics = d
-        .http
-        .get(format!("{}/metrics", d.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = d.metrics_text().await;
     assert_eq!(gauge(&metrics), Some(3), "{metrics}");
     open.pop();
     // The server notices the closed connection at its next write (≤ 1 s: pool events).

@@ -26,9 +26,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bitcoin::secp256k1::{Secp256k1, SecretKey};
 use clap::Parser;
-use pooldesk_e2e::daemon::{Daemon, DaemonOptions, now_s};
+use pooldesk_e2e::daemon::{Daemon, DaemonOptions, now_s, regtest_address};
 use serde_json::{Value, json};
 
 #[derive(Parser, Debug)]
@@ -106,17 +105,6 @@ impl Stats {
             }
         }
     }
-}
-
-fn address() -> String {
-    let secp = Secp256k1::new();
-    let secret = SecretKey::from_slice(&rand::random::<[u8; 32]>()).expect("key");
-    let public = bitcoin::CompressedPublicKey::from_private_key(
-        &secp,
-        &bitcoin::PrivateKey::new(secret, bitcoin::Network::Regtest),
-    )
-    .expect("compressed");
-    bitcoin::Address::p2wpkh(&public, bitcoin::Network::Regtest).to_string()
 }
 
 async fn answer(result: reqwest::Result<reqwest::Response>) -> (u16, Value) {
@@ -207,7 +195,7 @@ async fn miner(url: String, user: String, key: String, stats: Arc<Stats>, stop: 
         "/api/miner/payout_address",
         &user,
         &key,
-        &json!({"miner_id": user, "address": address(), "ts": now_s()}),
+        &json!({"miner_id": user, "address": regtest_address(), "ts": now_s()}),
     )
     .await;
     stats.record("payout address", status, &[200], &body);
@@ -295,7 +283,7 @@ async fn faucet(url: String, user: usize, stats: Arc<Stats>, stop: Arc<AtomicBoo
         }
         let challenge = body["challenge"].as_str().unwrap_or("").to_string();
         let bits = body["difficulty_bits"].as_u64().unwrap_or(8) as u32;
-        let to = address();
+        let to = regtest_address();
         let nonce = pooldesk_proto::pow::solve_pow(&challenge, &to, bits);
         // TEST-NET-2 addresses: only a header, no traffic goes there.
         let client_ip = format!(
