@@ -36,11 +36,10 @@ impl CreditFeed {
                 // A lone credit after a quiet spell goes out at once; in a
                 // burst, wait out the pace while more gather.
                 tokio::time::sleep_until(last_publish + CREDIT_PACE).await;
+                // The bus splits the flush into envelopes of at most
+                // MAX_CREDITS_PER_ENVELOPE.
                 while let Ok(credit) = rx.try_recv() {
                     batch.push(credit);
-                    if batch.len() == MAX_CREDITS_PER_ENVELOPE {
-                        bus.stage_credits(batch.drain(..));
-                    }
                 }
                 bus.stage_credits(batch.drain(..));
                 bus.flush_credits();
