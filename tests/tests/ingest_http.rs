@@ -166,6 +166,71 @@ async fn every_refusal_has_its_code_and_changes_nothing() {
     d.assert_verified();
 }
 
+/// Sends `request` on `stream` and reads one response head (status line
+/// and headers, lower-cased) and its body of Content-Length bytes.
+async fn exchange(stream: &mut tokio::net::TcpStream, request: &[u8]) -> (String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request).await.expect("write request");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = stream.read(&mut chunk).await.expect("read response");
+        assert!(n > 0, "connection closed before a response head");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        let n = stream.read(&mut chunk).await.expect("read body");
+        assert!(n > 0, "connection closed mid-body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    (head, buf[head_end..head_end + length].to_vec())
+}
+
+// A body refused before it was read leaves the rest of it in flight, so
+// the server drops the connection after answering; it must say so, or a
+// keep-alive client reuses the connection and its next request fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_unread_body_closes_the_connection_and_says_so() {
+    let d = daemon("").await;
+    let host = d.url.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+    // A read body (bad signature, 401) keeps the connection open ...
+    let small = b"{}";
+    let request = format!(
+        "POST /api/report_share HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\nx-report-sig: {}\r\ncontent-length: {}\r\n\r\n",
+        "0".repeat(64),
+        small.len()
+    );
+    let (head, _) = exchange(&mut stream, &[request.as_bytes(), small].concat()).await;
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    // ... and serves the next request on it; a declared oversize body is
+    // refused unread, with `Connection: close`.
+    let request = format!(
+        "POST /api/report_share HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: 65537\r\n\r\n{{"
+    );
+    let (head, body) = exchange(&mut stream, request.as_bytes()).await;
+    assert!(head.starts_with("http/1.1 413"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["error"], "payload_too_large");
+    // A pooled client alternating refusals and reads never fails a request.
+    for _ in 0..50 {
+        let (status, _) = d.post_signed_report(&vec![b' '; 65537]).await;
+        assert_eq!(status, 413);
+        assert_eq!(d.balance_msat("m").await, 0);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn errors_never_echo_secrets_or_expected_signatures() {
     let d = daemon("").await;

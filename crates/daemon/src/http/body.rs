@@ -1,9 +1,16 @@
 //! Request bodies as raw bytes, bounded. Signatures cover the exact bytes
 //! received, so handlers get them before any parsing.
 
-use axum::body::Bytes;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRef, FromRequest, Request};
-use axum::http::header;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use http_body::Frame;
 
 use super::error::ApiError;
 use crate::app::App;
@@ -67,4 +74,59 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Api
         };
         ApiError::unprocessable("invalid", message)
     })
+}
+
+/// Answers `Connection: close` when a request's body was not read to its
+/// end — a declared oversize body refused unread, a throttled or unrouted
+/// request. The server drops such a connection after answering (the rest of
+/// the body is still in flight), and a keep-alive client that reused it
+/// would see its next request fail mid-send; the header tells it not to.
+pub async fn close_if_body_unread(request: Request, next: axum::middleware::Next) -> Response {
+    use axum::body::HttpBody;
+    if request.body().is_end_stream() {
+        return next.run(request).await;
+    }
+    let read_to_end = Arc::new(AtomicBool::new(false));
+    let (parts, body) = request.into_parts();
+    let body = Body::new(TrackEnd {
+        inner: body,
+        read_to_end: read_to_end.clone(),
+    });
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    if !read_to_end.load(Ordering::Acquire) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// A request body that records whether it was read to its end.
+struct TrackEnd {
+    inner: Body,
+    read_to_end: Arc<AtomicBool>,
+}
+
+impl axum::body::HttpBody for TrackEnd {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.read_to_end.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }

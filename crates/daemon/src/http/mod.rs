@@ -54,6 +54,8 @@ pub fn router(app: App) -> Router {
         // Outermost: a throttled client is refused before it waits for an
         // in-flight slot.
         .layer(middleware::from_fn_with_state(per_ip, ratelimit::limit))
+        // Outside everything that may answer without reading the body.
+        .layer(middleware::from_fn(body::close_if_body_unread))
         .with_state(app)
 }
 
