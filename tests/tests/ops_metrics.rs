@@ -34,6 +34,8 @@ const FAMILIES: &[(&str, &str)] = &[
     ("pooldesk_http_rate_limited", "counter"),
     ("pooldesk_http_rate_limit_keys", "gauge"),
     ("pooldesk_sqlite_heap_bytes", "gauge"),
+    ("pooldesk_heap_allocated_bytes", "gauge"),
+    ("pooldesk_heap_retained_bytes", "gauge"),
 ];
 
 async fn scrape_text(d: &Daemon) -> String {
@@ -136,6 +138,14 @@ async fn every_metric_family_is_exported_and_moves_with_traffic() {
     // The ledger is open: SQLite holds some memory, far below its bound.
     let heap = get(&before, "pooldesk_sqlite_heap_bytes");
     assert!(heap > 0.0 && heap < 256.0 * 1024.0 * 1024.0, "{heap}");
+    // The process heap holds at least SQLite's, and the allocator holds at
+    // least what is live (the CI machine runs glibc).
+    let allocated = get(&before, "pooldesk_heap_allocated_bytes");
+    let retained = get(&before, "pooldesk_heap_retained_bytes");
+    assert!(
+        allocated >= heap && retained >= allocated,
+        "{heap} {allocated} {retained}"
+    );
 
     // Pool reports: accepted, bad signature, duplicate.
     for i in 0..20 {

@@ -97,6 +97,8 @@ pub struct Metrics {
     pub rate_limit_keys: Gauge,
     /// Read at scrape time (see [`Metrics::encode`]).
     sqlite_heap_bytes: Gauge,
+    heap_allocated_bytes: Gauge,
+    heap_retained_bytes: Gauge,
 }
 
 impl Metrics {
@@ -209,6 +211,18 @@ impl Metrics {
             "Heap held by SQLite in this process (page caches of all ledger connections, bounded by their cache_size)",
             sqlite_heap_bytes.clone(),
         );
+        let heap_allocated_bytes = Gauge::default();
+        registry.register(
+            "heap_allocated_bytes",
+            "Bytes in live heap allocations of the whole process, SQLite's included (glibc mallinfo2)",
+            heap_allocated_bytes.clone(),
+        );
+        let heap_retained_bytes = Gauge::default();
+        registry.register(
+            "heap_retained_bytes",
+            "Bytes the allocator holds from the OS, in use or free (glibc mallinfo2); much more than allocated means fragmentation",
+            heap_retained_bytes.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             store,
@@ -227,6 +241,8 @@ impl Metrics {
             rate_limited,
             rate_limit_keys,
             sqlite_heap_bytes,
+            heap_allocated_bytes,
+            heap_retained_bytes,
         }
     }
 
@@ -243,11 +259,37 @@ impl Metrics {
         // time from any thread.
         let sqlite_heap = unsafe { rusqlite::ffi::sqlite3_memory_used() };
         self.sqlite_heap_bytes.set(sqlite_heap);
+        if let Some((allocated, retained)) = heap_usage() {
+            self.heap_allocated_bytes.set(allocated);
+            self.heap_retained_bytes.set(retained);
+        }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
     }
+}
+
+/// Live and retained heap bytes, from glibc's allocator statistics: what
+/// tells a leak (allocated grows) from fragmentation (only retained does).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn heap_usage() -> Option<(i64, i64)> {
+    // SAFETY: mallinfo2 takes no arguments and returns a plain struct; it
+    // locks each arena in turn and is safe to call from any thread.
+    let info = unsafe { libc::mallinfo2() };
+    // uordblks: in use from the arenas; hblkhd: in use as mmapped blocks;
+    // arena: what the arenas hold from the OS.
+    let allocated = info.uordblks.saturating_add(info.hblkhd);
+    let retained = info.arena.saturating_add(info.hblkhd);
+    Some((
+        i64::try_from(allocated).ok()?,
+        i64::try_from(retained).ok()?,
+    ))
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn heap_usage() -> Option<(i64, i64)> {
+    None
 }
 
 impl Default for Metrics {

@@ -358,17 +358,25 @@ fn fd_count(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
-/// `pooldesk_sqlite_heap_bytes` in KiB (0 if the scrape fails).
-async fn sqlite_heap_kib(d: &Daemon) -> u64 {
+/// The daemon's heap gauges from `/metrics`, in KiB (0 when missing):
+/// SQLite's heap, live allocations, and what the allocator holds.
+async fn heap_kib(d: &Daemon) -> (u64, u64, u64) {
     let Ok(r) = d.http.get(format!("{}/metrics", d.url)).send().await else {
-        return 0;
+        return (0, 0, 0);
     };
     let text = r.text().await.unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix("pooldesk_sqlite_heap_bytes "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|bytes| bytes as u64 / 1024)
-        .unwrap_or(0)
+    let gauge = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|bytes| bytes as u64 / 1024)
+            .unwrap_or(0)
+    };
+    (
+        gauge("pooldesk_sqlite_heap_bytes"),
+        gauge("pooldesk_heap_allocated_bytes"),
+        gauge("pooldesk_heap_retained_bytes"),
+    )
 }
 
 fn median(values: &[u64]) -> u64 {
@@ -383,6 +391,10 @@ struct Sample {
     /// SQLite's heap (its page caches grow with the ledger up to their
     /// cache_size), from /metrics.
     sqlite_kib: u64,
+    /// Live heap allocations of the whole process (SQLite's included).
+    allocated_kib: u64,
+    /// What the allocator holds from the OS, in use or free.
+    retained_kib: u64,
     fds: usize,
     wal_bytes: u64,
 }
@@ -471,18 +483,23 @@ async fn main() -> std::process::ExitCode {
             eprintln!("soak: the daemon is gone:\n{}", d.log_tail());
             return std::process::ExitCode::FAILURE;
         };
+        let (sqlite_kib, allocated_kib, retained_kib) = heap_kib(&d).await;
         let sample = Sample {
             at_s: started.elapsed().as_secs(),
             rss_kib: rss,
-            sqlite_kib: sqlite_heap_kib(&d).await,
+            sqlite_kib,
+            allocated_kib,
+            retained_kib,
             fds: fd_count(pid),
             wal_bytes: std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0),
         };
         println!(
-            "soak: t={:>4}s rss={:>7} KiB sqlite={:>6} KiB fds={:>4} wal={:>6} KiB requests={}",
+            "soak: t={:>4}s rss={:>7} KiB sqlite={:>6} KiB allocated={:>6} KiB retained={:>6} KiB fds={:>4} wal={:>6} KiB requests={}",
             sample.at_s,
             sample.rss_kib,
             sample.sqlite_kib,
+            sample.allocated_kib,
+            sample.retained_kib,
             sample.fds,
             sample.wal_bytes / 1024,
             stats
