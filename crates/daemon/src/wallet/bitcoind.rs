@@ -80,20 +80,21 @@ impl BitcoindWallet {
         } else {
             Credentials::Cookie(default_cookie(network))
         };
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(timeout)
+        // Both clients time out alike; they differ only in keeping
+        // connections.
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(timeout)
+        };
+        let client = builder()
             // Few connections reused; the node's RPC work queue is small.
             .pool_max_idle_per_host(2)
             // Core drops idle connections after -rpcservertimeout (30 s by
             // default): let them go first rather than write into a closed one.
             .pool_idle_timeout(Duration::from_secs(15))
             .build()?;
-        let fresh_client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(timeout)
-            .pool_max_idle_per_host(0)
-            .build()?;
+        let fresh_client = builder().pool_max_idle_per_host(0).build()?;
         Ok(BitcoindWallet {
             client,
             fresh_client,
