@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use pooldesk_proto::model::{AuditEntry, BatchRow, CreditEvent, Snapshot, WithdrawalRow};
 use tokio::sync::{Notify, broadcast};
 
-/// Most credits carried by one envelope (the aggregator splits beyond it).
+/// Most credits carried by one envelope (the bus splits staged credits
+/// beyond it).
 pub const MAX_CREDITS_PER_ENVELOPE: usize = 512;
 
 #[derive(Debug, Clone)]
@@ -217,7 +218,8 @@ impl EventBus {
 
     /// Holds committed credits back to publish them together with later
     /// ones ([`EventBus::flush_credits`]): every envelope wakes every
-    /// subscriber, so fewer, fuller envelopes keep fan-out cheap. Order is
+    /// unfiltered subscriber and every follower of a miner it names, so
+    /// fewer, fuller envelopes keep fan-out cheap. Order is
     /// kept: any other publish sends the staged credits first.
     pub fn stage_credits(&self, credits: impl IntoIterator<Item = CreditEvent>) {
         self.ring

@@ -1,8 +1,9 @@
 //! Credit events for live streams. Handlers hand their committed credits to
 //! a small aggregator task, which stages them on the bus and publishes
 //! what gathered at most every [`CREDIT_PACE`]: every envelope wakes every
-//! SSE subscriber, so 10,000 streams cost the same whether reports arrive
-//! 200 or 20,000 a second, for at most that much added delay. Anything
+//! unfiltered SSE subscriber and the followers of the miners it names, so
+//! 10,000 streams cost about the same whether reports arrive 200 or 20,000
+//! a second, for at most that much added delay. Anything
 //! else published meanwhile sends the staged credits first (order holds).
 
 use std::time::Duration;
