@@ -4,7 +4,8 @@
 # browser and terminal tests, Python's requests for the seed examples),
 # then formatting, lints, the whole workspace test suite (unit, property,
 # end-to-end against real daemon processes, browser, tmux), bounded
-# fuzzing and a short soak.
+# fuzzing and a short soak. Every phase is timed; the run ends with a
+# summary of phase times and of anything that was skipped and why.
 #
 #   contrib/test.sh            everything
 #   SKIP_INSTALL=1 contrib/test.sh   assume the tools are there
@@ -13,50 +14,44 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# shellcheck source=contrib/ci/lib.sh
+. contrib/ci/lib.sh
 
-as_root() {
-    if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
-        echo "need root (or sudo) to run: $*" >&2; return 1; fi
-}
-
-if [ "${SKIP_INSTALL:-0}" != 1 ]; then
-    step "installing test dependencies"
-    missing=()
-    for pair in chromium:chromium chromedriver:chromium-driver tmux:tmux systemd-analyze:systemd curl:curl nginx:nginx openssl:openssl; do
+install_test_dependencies() {
+    local missing=()
+    for pair in chromium:chromium chromedriver:chromium-driver tmux:tmux systemd-analyze:systemd curl:curl nginx:nginx openssl:openssl strace:strace; do
         command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
     done
     if [ ${#missing[@]} -gt 0 ]; then
         export DEBIAN_FRONTEND=noninteractive
         as_root apt-get update -qq
         as_root apt-get install -y -qq --no-install-recommends "${missing[@]}"
+        # Debian starts the packaged nginx site where it can; tests run their own.
+        as_root systemctl stop nginx 2>/dev/null || true
     fi
     if command -v python3 >/dev/null && ! python3 -c 'import requests' 2>/dev/null; then
         python3 -m pip install -q requests
     fi
+}
+
+if [ "${SKIP_INSTALL:-0}" != 1 ]; then
+    phase "installing test dependencies" install_test_dependencies
 fi
 
-step "cargo fmt --check"
-cargo fmt --all -- --check
+phase "cargo fmt --check" cargo fmt --all -- --check
+phase "cargo clippy --all-targets -- -D warnings" cargo clippy --workspace --all-targets -- -D warnings
+phase "building the binaries" cargo build --workspace --bins
 
-step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --workspace --all-targets -- -D warnings
-
-step "building the binaries"
-cargo build --workspace --bins
-
-step "cargo test (workspace)"
-# End-to-end tests start real daemons; two threads keep a 2-core machine
-# responsive enough for their timing-free assertions.
-cargo test --workspace -- --test-threads "${TEST_THREADS:-4}"
+# End-to-end tests start real daemons; a few threads keep a 2-core machine
+# responsive enough for their assertions (which wait on events, not clocks).
+phase "cargo test (workspace)" cargo test --workspace -- --test-threads "${TEST_THREADS:-4}"
 if [ -z "${BITCOIND_EXE:-}" ]; then
-    echo "NOTE: payouts against a real Bitcoin Core were SKIPPED (BITCOIND_EXE is not set);"
-    echo "      the same flows ran against the regtest stand-in. Set BITCOIND_EXE=/path/to/bitcoind to run them."
+    echo "NOTE: payouts against a real Bitcoin Core were SKIPPED (BITCOIND_EXE is not set);" >&2
+    echo "      the same flows ran against the regtest stand-in." >&2
 fi
 
 if [ -x contrib/ci/extra.sh ]; then
-    step "fuzzing and soak (contrib/ci/extra.sh)"
-    contrib/ci/extra.sh
+    phase "fuzzing and soak (contrib/ci/extra.sh)" contrib/ci/extra.sh
 fi
 
-step "all tests passed"
+finish
