@@ -350,7 +350,12 @@ impl Daemon {
         header_ts: i64,
     ) -> (u16, Value) {
         let canonical = pooldesk_proto::canonical::canonicalize(body).expect("canonical JSON");
-        let sig = pooldesk_proto::sig::hmac_sha256_hex(api_key.as_bytes(), canonical.as_bytes());
+        let sig = pooldesk_proto::sig::sign_personal_request(
+            api_key.as_bytes(),
+            method,
+            path.split('?').next().unwrap_or(path),
+            &canonical,
+        );
         let request = self
             .http
             .request(

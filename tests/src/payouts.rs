@@ -132,7 +132,8 @@ impl Setup {
                 "/api/miner/payout_address",
                 miner,
                 key,
-                &json!({"miner_id": miner, "address": address, "ts": now_s()}),
+                &json!({"miner_id": miner, "address": address, "ts": now_s(),
+                    "event_id": format!("address-{}", rand::random::<u64>())}),
             )
             .await
     }

@@ -236,7 +236,7 @@ async fn every_metric_family_is_exported_and_moves_with_traffic() {
             "/api/miner/payout_address",
             "payee",
             &key,
-            &json!({"miner_id": "payee", "address": payout, "ts": now_s()}),
+            &json!({"miner_id": "payee", "address": payout, "ts": now_s(), "event_id": "address-1"}),
         )
         .await;
     assert_eq!(status, 200, "{body}");

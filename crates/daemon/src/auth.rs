@@ -1,12 +1,16 @@
 //! Authentication of miners' signed requests (the COINjecture contract) and
 //! of admin requests.
 //!
-//! Signed requests carry `X-User-ID`, `X-Signature` (hex HMAC-SHA256 of the
-//! canonical JSON of the body with the miner's key) and `X-Timestamp`. The
-//! header timestamp is not covered by the signature, so state-changing
-//! requests must also carry a signed `ts` in the body, checked against the
-//! same window; replays inside the window are stopped by each endpoint's
-//! own idempotency key (`event_id`, `block_hash`).
+//! Signed requests carry `X-User-ID`, `X-Signature` (hex HMAC-SHA256 with
+//! the miner's key) and `X-Timestamp`. The seed's `/v1/ingest/block` signs
+//! the canonical JSON of the body alone (byte-compatible with the seed);
+//! every other endpoint signs `METHOD SP PATH LF canonical-body`
+//! ([`pooldesk_proto::sig::bound_message`]), so a signature cannot be
+//! carried to another endpoint. The header timestamp is not covered by the
+//! signature, so state-changing requests must also carry a signed `ts` in
+//! the body, checked against the same window, and a unique `event_id`
+//! remembered at least as long as that window (each endpoint's own
+//! idempotency key, or `signed_events`).
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -50,6 +54,18 @@ pub enum Bucket {
     Blocks,
     /// Everything else signed: `limits.signed_per_minute`.
     Signed,
+}
+
+/// What the signature covers.
+#[derive(Debug, Clone, Copy)]
+pub enum Binding<'a> {
+    /// The canonical body alone: the seed's `/v1/ingest/block` only.
+    Body,
+    /// Method, path and canonical body.
+    Request { method: &'a str, path: &'a str },
+    /// Either form (read-only endpoints such as `auth-test`, which old
+    /// clients call with body-only signatures).
+    Either { method: &'a str, path: &'a str },
 }
 
 /// A verified miner request.
@@ -111,6 +127,7 @@ impl Authenticator {
         headers: &HeaderMap,
         body: &[u8],
         bucket: Bucket,
+        binding: Binding<'_>,
     ) -> Result<Signed, AuthError> {
         let user_id = header(headers, "x-user-id")?;
         let signature = header(headers, "x-signature")?;
@@ -132,11 +149,26 @@ impl Authenticator {
         let key = miners::signing_key(
             &miner,
             &self.secrets.master_key,
-            &self.secrets.report_secret,
+            &self.secrets.shared_secret,
             self.allow_shared,
         )
         .ok_or_else(|| AuthError::UnknownUser(user_id.clone()))?;
-        if !pooldesk_proto::sig::verify_hmac_sha256_hex(&key, canonical.as_bytes(), &signature) {
+        let verify = |message: &str| {
+            pooldesk_proto::sig::verify_hmac_sha256_hex(&key, message.as_bytes(), &signature)
+        };
+        let bound = |method: &str, path: &str| {
+            verify(&pooldesk_proto::sig::bound_message(
+                method, path, &canonical,
+            ))
+        };
+        let valid = match binding {
+            Binding::Body => verify(&canonical),
+            Binding::Request { method, path } => bound(method, path),
+            // Both are computed so the time taken does not say which form
+            // was tried.
+            Binding::Either { method, path } => bound(method, path) | verify(&canonical),
+        };
+        if !valid {
             return Err(AuthError::BadSignature);
         }
         if !miner.active {

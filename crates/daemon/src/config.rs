@@ -139,6 +139,11 @@ pub struct AuthConfig {
     pub allow_shared: bool,
     /// Open registrations per client IP per hour.
     pub registrations_per_ip_per_hour: u32,
+    /// Ids created by open (self) registration must start with this, and
+    /// pool reports may not use it: self-registered ids and the ids the
+    /// pool reports are separate namespaces, so nobody can register an id
+    /// before the pool first reports it and collect its credits.
+    pub self_registration_prefix: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -150,6 +155,15 @@ pub struct LimitsConfig {
     pub tiers: BTreeMap<String, u32>,
     /// Signed requests other than block submissions, per user per minute.
     pub signed_per_minute: u32,
+    /// Most one block report (work a miner reports with its own key) may
+    /// credit; above it the report is refused (422 `credit_limit`).
+    pub block_credit_max_btc: BtcMsat,
+    /// Most block reports may credit one miner in any 24 hours.
+    pub block_credit_daily_btc: BtcMsat,
+    /// Per-tier overrides of `block_credit_max_btc`.
+    pub tier_block_credit_max_btc: BTreeMap<String, BtcMsat>,
+    /// Per-tier overrides of `block_credit_daily_btc`.
+    pub tier_block_credit_daily_btc: BTreeMap<String, BtcMsat>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,6 +230,10 @@ pub struct SecretsConfig {
     pub admin_api_key_file: Option<PathBuf>,
     /// File holding the master key personal API keys are derived from.
     pub master_key_file: Option<PathBuf>,
+    /// File holding the shared development secret of `auth.allow_shared`
+    /// (never the report secret: a shared-key miner must not be able to
+    /// sign pool reports).
+    pub shared_secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -270,7 +288,7 @@ impl Default for HttpConfig {
             max_sse_streams: 20_000,
             sse_replay_events: 4096,
             per_ip_per_minute: 600_000,
-            metrics_public: true,
+            metrics_public: false,
         }
     }
 }
@@ -302,9 +320,10 @@ impl Default for IngestConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
-            registration: Registration::Open,
+            registration: Registration::Admin,
             allow_shared: false,
             registrations_per_ip_per_hour: 20,
+            self_registration_prefix: "self.".into(),
         }
     }
 }
@@ -315,6 +334,10 @@ impl Default for LimitsConfig {
             blocks_per_minute: 10,
             tiers: BTreeMap::new(),
             signed_per_minute: 120,
+            block_credit_max_btc: BtcMsat::parse("0.0001").expect("static"),
+            block_credit_daily_btc: BtcMsat::parse("0.001").expect("static"),
+            tier_block_credit_max_btc: BTreeMap::new(),
+            tier_block_credit_daily_btc: BTreeMap::new(),
         }
     }
 }
@@ -569,6 +592,31 @@ impl Config {
         }
         if let Some((tier, _)) = self.limits.tiers.iter().find(|(_, n)| **n == 0) {
             return bad(&format!("limits.tiers.{tier}"), "must be at least 1");
+        }
+        if self.limits.block_credit_max_btc.msat() <= 0
+            || self.limits.block_credit_daily_btc.msat() < self.limits.block_credit_max_btc.msat()
+        {
+            return bad(
+                "limits.block_credit_max_btc",
+                "must be greater than zero and at most limits.block_credit_daily_btc",
+            );
+        }
+        for (key, map) in [
+            ("limits.tier_block_credit_max_btc", &self.limits.tier_block_credit_max_btc),
+            ("limits.tier_block_credit_daily_btc", &self.limits.tier_block_credit_daily_btc),
+        ] {
+            if let Some((tier, _)) = map.iter().find(|(_, v)| v.msat() <= 0) {
+                return bad(&format!("{key}.{tier}"), "must be greater than zero");
+            }
+        }
+        let prefix = &self.auth.self_registration_prefix;
+        if self.auth.registration == Registration::Open
+            && (prefix.is_empty() || crate::miners::validate_id("prefix", prefix).is_err())
+        {
+            return bad(
+                "auth.self_registration_prefix",
+                "open registration needs a non-empty prefix of id characters, so self-registered ids cannot take ids the pool reports",
+            );
         }
         if self.payouts.min_payout_btc.sat() < 546 {
             return bad(

@@ -84,7 +84,8 @@ async fn requester(app: App, url: String, miners: u32) {
         };
         let address = demo_address(&id, network);
         let body =
-            serde_json::json!({"miner_id": id, "address": address, "ts": crate::clock::now_s()});
+            serde_json::json!({"miner_id": id, "address": address, "ts": crate::clock::now_s(),
+                "event_id": format!("demo-address-{}", rand::random::<u64>())});
         if let Err(e) =
             signed_post(&client, &url, "/api/miner/payout_address", &id, &key, &body).await
         {
@@ -154,7 +155,8 @@ async fn signed_post(
 ) -> anyhow::Result<u16> {
     let bytes = serde_json::to_vec(body)?;
     let canonical = pooldesk_proto::canonical::canonicalize(&bytes)?;
-    let signature = pooldesk_proto::sig::hmac_sha256_hex(key.as_bytes(), canonical.as_bytes());
+    let signature =
+        pooldesk_proto::sig::sign_personal_request(key.as_bytes(), "POST", path, &canonical);
     let response = client
         .post(format!("{url}{path}"))
         .header("content-type", "application/json")

@@ -21,6 +21,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod miners;
 pub mod payouts;
+pub mod replay;
 pub mod secrets;
 pub mod snapshot;
 pub mod store;

@@ -23,10 +23,16 @@ pub async fn run(app: App) {
         let now = crate::clock::now_s();
         let cutoff = now - i64::from(app.config.ingest.retention_days) * 86_400;
         let work_cutoff = now - WORK_RETENTION_S;
+        let replay_cutoff = now - 2 * app.config.ingest.timestamp_tolerance_s;
         loop {
             let deleted = app
                 .store
-                .write(move |ctx| crate::ingest::prune(ctx, cutoff, work_cutoff, STEP_ROWS))
+                .write(move |ctx| {
+                    Ok::<_, rusqlite::Error>(
+                        crate::ingest::prune(ctx, cutoff, work_cutoff, STEP_ROWS)?
+                            + crate::replay::prune(ctx, replay_cutoff, STEP_ROWS)?,
+                    )
+                })
                 .await;
             match deleted {
                 Ok(n) if n > 0 => {

@@ -41,6 +41,10 @@ pub struct Secrets {
     pub report_secret: Secret,
     pub admin_api_key: Secret,
     pub master_key: Secret,
+    /// The development secret of `auth.allow_shared` miners: its own
+    /// secret, so such a miner can never sign pool reports. Without
+    /// `allow_shared` it is random and never written anywhere.
+    pub shared_secret: Secret,
 }
 
 /// Where a secret was found, for the start-up log line.
@@ -78,6 +82,11 @@ const ADMIN: Spec = Spec {
     env: "MINING_SERVER_API_KEY",
     env_file: "MINING_SERVER_API_KEY_FILE",
 };
+const SHARED: Spec = Spec {
+    name: "shared_secret",
+    env: "POOLDESK_SHARED_SECRET",
+    env_file: "POOLDESK_SHARED_SECRET_FILE",
+};
 const MASTER: Spec = Spec {
     name: "master_key",
     env: "POOLDESK_MASTER_KEY",
@@ -103,11 +112,23 @@ impl Secrets {
         let report_secret = one(&REPORT, &config.secrets.report_secret_file)?;
         let admin_api_key = one(&ADMIN, &config.secrets.admin_api_key_file)?;
         let master_key = one(&MASTER, &config.secrets.master_key_file)?;
+        let shared_secret = if config.auth.allow_shared {
+            one(&SHARED, &config.secrets.shared_secret_file)?
+        } else {
+            let mut raw = Zeroizing::new([0u8; 32]);
+            rand::rngs::OsRng.fill_bytes(raw.as_mut());
+            Secret::new(hex::encode(&raw[..]).into_bytes())
+        };
+        anyhow::ensure!(
+            shared_secret.expose() != report_secret.expose(),
+            "the shared development secret must differ from the report secret (it would let shared-key miners sign pool reports)"
+        );
         Ok((
             Secrets {
                 report_secret,
                 admin_api_key,
                 master_key,
+                shared_secret,
             },
             origins,
         ))
@@ -152,6 +173,18 @@ fn resolve(
 }
 
 fn read_secret_file(path: &Path) -> anyhow::Result<Secret> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = fs::metadata(path)
+        .map_err(|e| anyhow::anyhow!("secret file {}: cannot read: {e}", path.display()))?
+        .mode();
+    // A secret others can read is a leaked secret; one others can write
+    // lets them choose it.
+    anyhow::ensure!(
+        mode & 0o077 == 0,
+        "secret file {} is accessible to group or others (mode {:o}); chmod 600 it",
+        path.display(),
+        mode & 0o7777
+    );
     let text = fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("secret file {}: cannot read: {e}", path.display()))?;
     let value = text.trim_end_matches(['\n', '\r']).to_string();
@@ -214,5 +247,53 @@ mod tests {
         assert_eq!(secrets.report_secret.expose(), b"s3cr3t");
         assert_eq!(origins[0].1, Origin::Env("REPORT_SHARED_SECRET"));
         assert!(!format!("{secrets:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_secret_file_open_to_group_or_others_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("report");
+        fs::write(&file, "s3cr3t\n").unwrap();
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            secrets: crate::config::SecretsConfig {
+                report_secret_file: Some(file.clone()),
+                ..Default::default()
+            },
+            ..Config::default()
+        };
+        for mode in [0o644, 0o640, 0o604, 0o620] {
+            fs::set_permissions(&file, fs::Permissions::from_mode(mode)).unwrap();
+            let err = Secrets::load(&config, &[]).unwrap_err().to_string();
+            assert!(err.contains(&file.display().to_string()), "{err}");
+            assert!(err.contains("chmod 600"), "{err}");
+            assert!(!err.contains("s3cr3t"), "{err}");
+        }
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+        let (secrets, _) = Secrets::load(&config, &[]).unwrap();
+        assert_eq!(secrets.report_secret.expose(), b"s3cr3t");
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(Secrets::load(&config, &[]).is_ok());
+    }
+
+    #[test]
+    fn the_shared_secret_is_not_the_report_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let (off, _) = Secrets::load(&config, &[]).unwrap();
+        assert_ne!(off.shared_secret.expose(), off.report_secret.expose());
+        assert!(!dir.path().join("secrets/shared_secret").exists());
+        config.auth.allow_shared = true;
+        let (on, _) = Secrets::load(&config, &[]).unwrap();
+        assert!(dir.path().join("secrets/shared_secret").exists());
+        assert_ne!(on.shared_secret.expose(), on.report_secret.expose());
+        let env = vec![
+            ("REPORT_SHARED_SECRET".to_string(), "same".to_string()),
+            ("POOLDESK_SHARED_SECRET".to_string(), "same".to_string()),
+        ];
+        assert!(Secrets::load(&config, &env).is_err());
     }
 }

@@ -59,6 +59,44 @@ pub fn verify_personal(api_key: &[u8], body: &[u8], sig_hex: &str) -> Result<boo
     ))
 }
 
+/// The message a personal key signs for a request bound to its method and
+/// path: `METHOD SP PATH LF canonical-JSON-of-body`. Every personal-key
+/// endpoint except the seed's `/v1/ingest/block` (kept byte-compatible:
+/// its signature covers the canonical body alone) takes this form, so a
+/// signature made for one endpoint cannot be replayed against another.
+/// `PATH` is the request path without the query string, as sent.
+pub fn bound_message(method: &str, path: &str, canonical_body: &str) -> String {
+    let mut message = String::with_capacity(method.len() + path.len() + canonical_body.len() + 2);
+    message.push_str(method);
+    message.push(' ');
+    message.push_str(path);
+    message.push('\n');
+    message.push_str(canonical_body);
+    message
+}
+
+/// The only endpoint whose personal-key signature covers the body alone
+/// (the seed's contract, kept byte-compatible).
+pub const BODY_SIGNED_PATH: &str = "/v1/ingest/block";
+
+/// Signs a personal-key request as pooldeskd verifies it: the canonical
+/// body alone for [`BODY_SIGNED_PATH`], else [`bound_message`].
+pub fn sign_personal_request(
+    api_key: &[u8],
+    method: &str,
+    path: &str,
+    canonical_body: &str,
+) -> String {
+    if path == BODY_SIGNED_PATH {
+        hmac_sha256_hex(api_key, canonical_body.as_bytes())
+    } else {
+        hmac_sha256_hex(
+            api_key,
+            bound_message(method, path, canonical_body).as_bytes(),
+        )
+    }
+}
+
 /// Decodes 64 hex digits into 32 bytes without data-dependent branches;
 /// the `Choice` is 1 only if every digit was valid.
 fn decode_hex_32(hex: &[u8; SIG_HEX_LEN]) -> ([u8; 32], Choice) {

@@ -172,7 +172,7 @@ async fn signed(
 ) -> (u16, Value) {
     let bytes = serde_json::to_vec(body).unwrap();
     let canonical = pooldesk_proto::canonical::canonicalize(&bytes).unwrap();
-    let sig = pooldesk_proto::sig::hmac_sha256_hex(key.as_bytes(), canonical.as_bytes());
+    let sig = pooldesk_proto::sig::sign_personal_request(key.as_bytes(), "POST", path, &canonical);
     answer(
         http.post(format!("{url}{path}"))
             .header("content-type", "application/json")
@@ -195,7 +195,8 @@ async fn miner(url: String, user: String, key: String, stats: Arc<Stats>, stop: 
         "/api/miner/payout_address",
         &user,
         &key,
-        &json!({"miner_id": user, "address": regtest_address(), "ts": now_s()}),
+        &json!({"miner_id": user, "address": regtest_address(), "ts": now_s(),
+            "event_id": format!("soak-address-{}", rand::random::<u64>())}),
     )
     .await;
     stats.record("payout address", status, &[200], &body);

@@ -20,6 +20,7 @@ fn miner_error(e: MinerServiceError) -> ErrorBody {
         MinerServiceError::NotFound(_) => "not_found",
         MinerServiceError::Invalid(_) => "invalid",
         MinerServiceError::Forbidden(_) => "forbidden",
+        MinerServiceError::Namespace(_) => "reserved_namespace",
         MinerServiceError::RateLimited(_) => "rate_limited",
         MinerServiceError::Store(_) => "unavailable",
     };

@@ -174,6 +174,7 @@ fn fixture(config: Config) -> Fixture {
         report_secret: Secret::new(b"r".to_vec()),
         admin_api_key: Secret::new(b"a".to_vec()),
         master_key: Secret::new(b"m".to_vec()),
+        shared_secret: Secret::new(b"s".to_vec()),
     };
     let faucet = Faucet::new(
         &config,

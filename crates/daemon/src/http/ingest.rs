@@ -14,7 +14,7 @@ use super::body::{RawBody, parse_json};
 use super::client_ip::ClientIp;
 use super::error::ApiError;
 use crate::app::App;
-use crate::auth::{AuthError, Bucket};
+use crate::auth::{AuthError, Binding, Bucket};
 use crate::ingest::{Accepted, IngestError};
 use crate::miners::service::MinerServiceError;
 
@@ -63,6 +63,9 @@ impl From<IngestError> for ApiError {
             IngestError::Invalid(_) => ApiError::unprocessable("invalid", message),
             IngestError::Inactive(_) => ApiError::forbidden("inactive", message),
             IngestError::MinerMismatch => ApiError::forbidden("miner_mismatch", message),
+            IngestError::ReservedId(_) => ApiError::unprocessable("reserved_id", message),
+            IngestError::CreditLimit(_) => ApiError::unprocessable("credit_limit", message),
+            IngestError::BalanceBound(_) => ApiError::unprocessable("balance_bound", message),
             IngestError::Auth(e) => e.into(),
             IngestError::Store(e) => e.into(),
             IngestError::Db(_) | IngestError::Ledger(_) => {
@@ -83,6 +86,7 @@ impl From<MinerServiceError> for ApiError {
             MinerServiceError::NotFound(_) => ApiError::not_found(message),
             MinerServiceError::Invalid(_) => ApiError::unprocessable("invalid", message),
             MinerServiceError::Forbidden(_) => ApiError::forbidden("forbidden", message),
+            MinerServiceError::Namespace(_) => ApiError::unprocessable("reserved_namespace", message),
             MinerServiceError::RateLimited(seconds) => ApiError::too_many(message, seconds),
             MinerServiceError::Store(e) => e.into(),
         }
@@ -221,34 +225,33 @@ async fn profile(State(app): State<App>, Path(id): Path<String>) -> Result<Respo
     Ok(axum::Json(body).into_response())
 }
 
-/// `POST /v1/user/update-tier` — signed, with a signed body `ts`: the seed's
-/// unsigned example changes nothing.
+/// `POST /v1/user/update-tier` — admin only (`X-API-KEY`), body
+/// `{user_id, tier}`. A miner's tier sets its rate and credit limits, so a
+/// miner may not raise its own: a personal-key signature is refused.
 async fn update_tier(
     State(app): State<App>,
-    headers: HeaderMap,
+    admin: Option<super::Admin>,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let signed = app.auth.verify(&headers, &body, Bucket::Signed).await?;
-    app.auth.require_body_ts(&signed.body)?;
-    if let Some(user) = signed.body.get("user_id").and_then(|v| v.as_str())
-        && user != signed.miner.id
-    {
+    let Some(admin) = admin else {
         return Err(ApiError::forbidden(
-            "miner_mismatch",
-            "user_id in the body must equal X-User-ID",
+            "admin_only",
+            "tier changes are made by the pool admin (X-API-KEY); a miner cannot change its own tier",
         ));
+    };
+    #[derive(Deserialize)]
+    struct TierBody {
+        user_id: String,
+        tier: String,
     }
-    let tier = signed
-        .body
-        .get("tier")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| ApiError::unprocessable("invalid", "tier is required (a string)"))?
-        .to_string();
-    app.miners.update_tier(&signed.miner, tier.clone()).await?;
-    Ok(
-        axum::Json(json!({"status": "success", "user_id": signed.miner.id, "tier": tier}))
-            .into_response(),
+    let request: TierBody = parse_json(&body)?;
+    app.miners
+        .update_tier(admin.actor, request.user_id.clone(), request.tier.clone())
+        .await?;
+    Ok(axum::Json(
+        json!({"status": "success", "user_id": request.user_id, "tier": request.tier}),
     )
+    .into_response())
 }
 
 /// `POST /v1/user/auth-test` — signed; says whether the signature is right.
@@ -257,7 +260,18 @@ async fn auth_test(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let signed = app.auth.verify(&headers, &body, Bucket::Signed).await?;
+    let signed = app
+        .auth
+        .verify(
+            &headers,
+            &body,
+            Bucket::Signed,
+            Binding::Either {
+                method: "POST",
+                path: "/v1/user/auth-test",
+            },
+        )
+        .await?;
     Ok(axum::Json(json!({
         "status": "success",
         "authenticated": true,

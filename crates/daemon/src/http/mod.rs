@@ -182,6 +182,28 @@ where
     }
 }
 
+/// `Option<Admin>`: `None` when no `X-API-KEY` header was sent; a key that
+/// was sent must be right (a wrong key is 401, never "not an admin").
+impl<S> axum::extract::OptionalFromRequestParts<S> for Admin
+where
+    S: Send + Sync,
+    App: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        if !parts.headers.contains_key("x-api-key") {
+            return Ok(None);
+        }
+        <Admin as FromRequestParts<S>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
+    }
+}
+
 /// Serves the router on `listener` until `app.shutdown` is cancelled, then
 /// stops accepting and lets in-flight requests finish, for at most
 /// `drain_timeout`.

@@ -15,7 +15,7 @@ use super::Admin;
 use super::body::{RawBody, parse_json};
 use super::error::ApiError;
 use crate::app::App;
-use crate::auth::Bucket;
+use crate::auth::{Binding, Bucket};
 use crate::payouts::{BatchOutcome, Payment, PayoutError};
 use crate::views::withdrawal_json;
 
@@ -55,6 +55,7 @@ impl From<PayoutError> for ApiError {
             }
             PayoutError::NoPayoutAddress => ApiError::unprocessable("no_payout_address", message),
             PayoutError::Conflict(_) => ApiError::conflict("conflict", message),
+            PayoutError::DuplicateEvent(_) => ApiError::conflict("duplicate_event", message),
             PayoutError::PsbtMismatch(diffs) => {
                 ApiError::unprocessable("psbt_mismatch", message).with("differences", diffs)
             }
@@ -88,6 +89,7 @@ fn require_same_miner(signed_id: &str, body: &Value) -> Result<(), ApiError> {
 #[derive(Deserialize)]
 struct PayoutAddressBody {
     address: String,
+    event_id: String,
     #[serde(default, deserialize_with = "serde_btc::deserialize_opt_sat")]
     threshold_btc: Option<i64>,
 }
@@ -98,13 +100,29 @@ async fn payout_address(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let signed = app.auth.verify(&headers, &body, Bucket::Signed).await?;
+    let signed = app
+        .auth
+        .verify(
+            &headers,
+            &body,
+            Bucket::Signed,
+            Binding::Request {
+                method: "POST",
+                path: "/api/miner/payout_address",
+            },
+        )
+        .await?;
     app.auth.require_body_ts(&signed.body)?;
     require_same_miner(&signed.miner.id, &signed.body)?;
     let request: PayoutAddressBody = parse_json(&body)?;
     let (record, payable_at) = app
         .payouts
-        .set_payout_address(&signed.miner, &request.address, request.threshold_btc)
+        .set_payout_address(
+            &signed.miner,
+            &request.address,
+            request.threshold_btc,
+            &request.event_id,
+        )
         .await?;
     Ok(axum::Json(json!({
         "status": "ok",
@@ -129,16 +147,23 @@ async fn withdraw(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let signed = app.auth.verify(&headers, &body, Bucket::Signed).await?;
+    let signed = app
+        .auth
+        .verify(
+            &headers,
+            &body,
+            Bucket::Signed,
+            Binding::Request {
+                method: "POST",
+                path: "/api/withdraw",
+            },
+        )
+        .await?;
     app.auth.require_body_ts(&signed.body)?;
     require_same_miner(&signed.miner.id, &signed.body)?;
     let request: WithdrawBody = parse_json(&body)?;
-    if request.event_id.is_empty() || request.event_id.len() > crate::ingest::MAX_EVENT_ID_LEN {
-        return Err(ApiError::unprocessable(
-            "invalid",
-            "event_id must be 1 to 128 bytes",
-        ));
-    }
+    crate::replay::validate_event_id(&request.event_id)
+        .map_err(|why| ApiError::unprocessable("invalid", why))?;
     let w = app
         .payouts
         .request(&signed.miner, request.amount, &request.event_id)

@@ -20,6 +20,10 @@ pub(super) fn insert_share_report(
     miner_known: bool,
 ) -> Result<(i64, i64), IngestError> {
     let group = ctx.state.ledger_group();
+    let account = ledger::miner_account(&report.miner_id);
+    // Before any write: a credit beyond the balance bound is this report's
+    // refusal alone, never a fault that fails its whole group.
+    check_credit(ctx, &account, credited_msat)?;
     let inserted = ctx
         .conn
         .prepare_cached(
@@ -60,7 +64,6 @@ pub(super) fn insert_share_report(
     if !miner_known {
         miners::ensure_exists(ctx, &report.miner_id, "report")?;
     }
-    let account = ledger::miner_account(&report.miner_id);
     let (account_id, accrued_group) = ledger::accrue(
         ctx,
         POOL_REWARDS,
@@ -75,19 +78,73 @@ pub(super) fn insert_share_report(
     Ok((account_id, ctx.now_s))
 }
 
-/// Inserts a block report and accrues its credit (fast job, as above).
+/// Refuses (without writing) a credit the ledger could not take: beyond
+/// the balance bound of the miner or of the pool's reward source.
+fn check_credit(
+    ctx: &mut WriteCtx<'_>,
+    account: &str,
+    credited_msat: i64,
+) -> Result<(), IngestError> {
+    ledger::check_accrue(ctx, POOL_REWARDS, account, credited_msat).map_err(|e| match e {
+        ledger::LedgerError::Db(e) => IngestError::Db(e),
+        other => IngestError::BalanceBound(format!("credit refused: {other}")),
+    })
+}
+
+/// Inserts a block report and accrues its credit (fast job: every refusal
+/// — duplicate, the miner's 24-hour credit bound, the balance bound — is
+/// decided before the first write). Duplicates are judged per miner, so
+/// one miner's `event_id` or `block_hash` never blocks another's, and a
+/// duplicate answers only the miner's own figures.
 pub(super) fn insert_block_report(
     ctx: &mut WriteCtx<'_>,
     block: &BlockReport,
     credited_msat: i64,
+    daily_limit_msat: i64,
     body_sha256: [u8; 32],
 ) -> Result<(i64, i64), IngestError> {
-    let group = ctx.state.ledger_group();
-    let inserted = ctx
+    let by_event: Option<i64> = ctx
         .conn
         .prepare_cached(
+            "SELECT credited_msat FROM block_reports WHERE miner_id = ?1 AND event_id = ?2",
+        )?
+        .query_row(params![block.miner_id, block.event_id], |r| r.get(0))
+        .optional()?;
+    if let Some(credited_msat) = by_event {
+        return Err(IngestError::Duplicate {
+            event_id: block.event_id.clone(),
+            credited_msat,
+        });
+    }
+    let same_block: bool = ctx
+        .conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM block_reports WHERE miner_id = ?1 AND block_hash = ?2)",
+        )?
+        .query_row(params![block.miner_id, block.block_hash], |r| r.get(0))?;
+    if same_block {
+        return Err(IngestError::DuplicateBlock(block.block_hash.clone()));
+    }
+    let day_msat: i64 = ctx
+        .conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(credited_msat), 0) FROM block_reports WHERE miner_id = ?1 AND received_at > ?2",
+        )?
+        .query_row(params![block.miner_id, ctx.now_s - 86_400], |r| r.get(0))?;
+    if i128::from(day_msat) + i128::from(credited_msat) > i128::from(daily_limit_msat) {
+        return Err(IngestError::CreditLimit(format!(
+            "block reports have credited {} BTC to this miner in the last 24 hours; this one would pass the bound of {} BTC (limits.block_credit_daily_btc for this tier)",
+            pooldesk_proto::amount::format_msat_btc(day_msat),
+            pooldesk_proto::amount::format_msat_btc(daily_limit_msat),
+        )));
+    }
+    let account = ledger::miner_account(&block.miner_id);
+    check_credit(ctx, &account, credited_msat)?;
+    let group = ctx.state.ledger_group();
+    ctx.conn
+        .prepare_cached(
             "INSERT INTO block_reports (event_id, block_hash, body_sha256, miner_id, block_index, cid, capacity, work_score, credited_msat, reported_ts, received_at, rollup_group)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?
         .execute(params![
             block.event_id,
@@ -103,21 +160,6 @@ pub(super) fn insert_block_report(
             ctx.now_s,
             group
         ])?;
-    if inserted == 0 {
-        let by_event: Option<i64> = ctx
-            .conn
-            .prepare_cached("SELECT credited_msat FROM block_reports WHERE event_id = ?1")?
-            .query_row([&block.event_id], |r| r.get(0))
-            .optional()?;
-        return Err(match by_event {
-            Some(credited_msat) => IngestError::Duplicate {
-                event_id: block.event_id.clone(),
-                credited_msat,
-            },
-            None => IngestError::DuplicateBlock(block.block_hash.clone()),
-        });
-    }
-    let account = ledger::miner_account(&block.miner_id);
     miners::ensure_exists(ctx, &block.miner_id, "register")?;
     let (account_id, _) = ledger::accrue(
         ctx,

@@ -18,7 +18,7 @@ use pooldesk_proto::model::CreditEvent;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::auth::{AuthError, Authenticator, Bucket};
+use crate::auth::{AuthError, Authenticator, Binding, Bucket};
 use crate::config::Config;
 use crate::hashrate::HashrateTracker;
 use crate::ledger::{self, MAX_TRANSFER_MSAT};
@@ -63,6 +63,14 @@ pub enum IngestError {
     Inactive(String),
     #[error("miner_id in the body must equal X-User-ID")]
     MinerMismatch,
+    #[error(
+        "miner_id {0:?} starts with the prefix reserved for self-registered ids (auth.self_registration_prefix); pool reports cannot credit them"
+    )]
+    ReservedId(String),
+    #[error("{0}")]
+    CreditLimit(String),
+    #[error("{0}")]
+    BalanceBound(String),
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
@@ -109,12 +117,50 @@ impl IngestError {
             IngestError::Invalid(_) => "invalid",
             IngestError::Inactive(_) => "inactive",
             IngestError::MinerMismatch => "miner_mismatch",
+            IngestError::ReservedId(_) => "reserved_id",
+            IngestError::CreditLimit(_) => "credit_limit",
+            IngestError::BalanceBound(_) => "balance_bound",
             IngestError::Auth(AuthError::RateLimited { .. }) => "rate_limited",
             IngestError::Auth(AuthError::BadTimestamp(_)) => "stale_timestamp",
             IngestError::Auth(AuthError::BadSignature) => "bad_signature",
             IngestError::Auth(_) => "unauthorized",
             IngestError::Store(_) | IngestError::Db(_) | IngestError::Ledger(_) => "unavailable",
         }
+    }
+}
+
+/// Per-tier bounds on block-report credits, in msat.
+#[derive(Debug, Clone)]
+struct BlockCreditLimits {
+    max_msat: i64,
+    daily_msat: i64,
+    tier_max_msat: std::collections::BTreeMap<String, i64>,
+    tier_daily_msat: std::collections::BTreeMap<String, i64>,
+}
+
+impl BlockCreditLimits {
+    fn new(config: &Config) -> BlockCreditLimits {
+        let limits = &config.limits;
+        let msat = |map: &std::collections::BTreeMap<String, crate::config::BtcMsat>| {
+            map.iter().map(|(k, v)| (k.clone(), v.msat())).collect()
+        };
+        BlockCreditLimits {
+            max_msat: limits.block_credit_max_btc.msat(),
+            daily_msat: limits.block_credit_daily_btc.msat(),
+            tier_max_msat: msat(&limits.tier_block_credit_max_btc),
+            tier_daily_msat: msat(&limits.tier_block_credit_daily_btc),
+        }
+    }
+
+    /// `(per report, per 24 h)` for a miner of `tier`.
+    fn of(&self, tier: Option<&str>) -> (i64, i64) {
+        let pick = |map: &std::collections::BTreeMap<String, i64>, default: i64| {
+            tier.and_then(|t| map.get(t).copied()).unwrap_or(default)
+        };
+        (
+            pick(&self.tier_max_msat, self.max_msat),
+            pick(&self.tier_daily_msat, self.daily_msat),
+        )
     }
 }
 
@@ -157,6 +203,11 @@ struct Inner {
     rate_per_share_msat: i64,
     rate_per_work_msat: i64,
     max_work_per_report: u64,
+    /// Ids pool reports may not use (the self-registration namespace).
+    self_prefix: String,
+    /// Bounds on what block reports (work a miner reports with its own
+    /// key) may credit: per report and per miner per 24 h, by tier.
+    block_limits: BlockCreditLimits,
     /// Miners of acknowledged reports (so they exist in the ledger): the
     /// hot path skips their insert. Only filled after a durable commit.
     known_miners: std::sync::RwLock<std::collections::HashSet<String>>,
@@ -188,6 +239,8 @@ impl Ingest {
                 rate_per_share_msat: config.ingest.rate_per_share_btc.msat(),
                 rate_per_work_msat: config.ingest.rate_per_work_btc.msat(),
                 max_work_per_report: config.ingest.max_work_per_report,
+                self_prefix: config.auth.self_registration_prefix.clone(),
+                block_limits: BlockCreditLimits::new(config),
                 known_miners: std::sync::RwLock::new(std::collections::HashSet::new()),
             }),
         }
@@ -219,6 +272,9 @@ impl Ingest {
             return Err(IngestError::BadSignature);
         }
         let report = parse_pool_report(body)?;
+        if !inner.self_prefix.is_empty() && report.miner_id.starts_with(&inner.self_prefix) {
+            return Err(IngestError::ReservedId(report.miner_id));
+        }
         match (&report.event_id, report.ts) {
             (Some(_), Some(ts)) => self.check_ts(ts)?,
             _ if !inner.allow_unprotected => return Err(IngestError::Unprotected),
@@ -303,7 +359,10 @@ impl Ingest {
         body: &[u8],
     ) -> Result<Accepted, IngestError> {
         let inner = &self.inner;
-        let signed = inner.auth.verify(headers, body, Bucket::Blocks).await?;
+        let signed = inner
+            .auth
+            .verify(headers, body, Bucket::Blocks, Binding::Body)
+            .await?;
         let block = parse_block(body, &signed.body)?;
         if block.miner_id != signed.miner.id {
             return Err(IngestError::MinerMismatch);
@@ -315,11 +374,21 @@ impl Ingest {
             MAX_TRANSFER_MSAT,
         )
         .map_err(|why| IngestError::Invalid(format!("work_score {why}")))?;
+        let (max_msat, daily_msat) = inner.block_limits.of(signed.miner.tier.as_deref());
+        if credited > max_msat {
+            return Err(IngestError::CreditLimit(format!(
+                "this report would credit {} BTC; a block report may credit at most {} BTC (limits.block_credit_max_btc for this tier)",
+                pooldesk_proto::amount::format_msat_btc(credited),
+                pooldesk_proto::amount::format_msat_btc(max_msat),
+            )));
+        }
         let body_sha256: [u8; 32] = Sha256::digest(body).into();
         let row = block.clone();
         let ((account_id, received_at), info) = inner
             .store
-            .write_fast(move |ctx| db::insert_block_report(ctx, &row, credited, body_sha256))
+            .write_fast(move |ctx| {
+                db::insert_block_report(ctx, &row, credited, daily_msat, body_sha256)
+            })
             .await?;
         let balance_msat = info.balances.get(&account_id).copied().unwrap_or(0);
         inner.feed.push(CreditEvent {

@@ -48,6 +48,12 @@ pub const FAUCET_SENT: &str = "faucet:sent";
 /// Largest single transfer: all the bitcoin there will ever be, in msat.
 pub const MAX_TRANSFER_MSAT: i64 = 21_000_000 * 100_000_000 * 1000;
 
+/// Largest magnitude of any balance: the same supply bound. No account can
+/// hold (or, for a source, have handed out) more bitcoin than will ever
+/// exist; it also keeps every sum of two balances far from `i64::MAX`, so
+/// no arithmetic in the ledger can wrap.
+pub const MAX_BALANCE_MSAT: i64 = MAX_TRANSFER_MSAT;
+
 /// `miner:<id>`
 pub fn miner_account(miner_id: &str) -> String {
     format!("miner:{miner_id}")
@@ -151,6 +157,13 @@ pub enum LedgerError {
     ExistsWithDifferentReference,
     #[error("amount must be greater than zero and at most 21e6 BTC")]
     AmountOutOfRange,
+    #[error(
+        "{account} would hold {would_be_msat} msat, beyond the 21,000,000 BTC bound on any balance"
+    )]
+    BalanceBound {
+        account: String,
+        would_be_msat: i128,
+    },
     #[error("debit and credit account must differ")]
     SameAccount,
     #[error("idempotency key must be 1 to 200 bytes")]
@@ -189,6 +202,12 @@ struct Pending {
     items: i64,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Headroom {
+    base_msat: i64,
+    accrued_msat: i128,
+}
+
 /// The writer thread's ledger state: an account-id cache, and credits
 /// accrued in the current batch and not yet applied.
 pub struct LedgerState {
@@ -199,6 +218,12 @@ pub struct LedgerState {
     created_in_batch: Vec<String>,
     /// `(debit id, credit id, kind)` → accrued, for the current group.
     pending: HashMap<(i64, i64, TransferKind), Pending>,
+    /// Per account touched by accruals of the current group: its balance
+    /// when first touched (read once per group) and the accrued change, so
+    /// every accrual is checked against the balance bound on its own,
+    /// before its job writes anything (one bad report never fails the
+    /// others of its group).
+    headroom: HashMap<i64, Headroom>,
     group: i64,
     balances_after: HashMap<i64, i64>,
 }
@@ -215,6 +240,7 @@ impl LedgerState {
             created_in_job: Vec::new(),
             created_in_batch: Vec::new(),
             pending: HashMap::new(),
+            headroom: HashMap::new(),
             group: last_group + 1,
             balances_after: HashMap::new(),
         })
@@ -251,6 +277,35 @@ impl LedgerState {
         Ok(account)
     }
 
+    /// An account's balance at the start of the current group and what the
+    /// group accrued to it so far. Read from the table once per account and
+    /// group (an account not created yet has balance 0).
+    fn headroom_of(&mut self, conn: &Connection, name: &str) -> Result<(i64, i128), LedgerError> {
+        let id = match self.accounts.get(name) {
+            Some(account) => Some(account.id),
+            None => account_id(conn, name)?,
+        };
+        let Some(id) = id else {
+            return Ok((0, 0));
+        };
+        if let Some(headroom) = self.headroom.get(&id) {
+            return Ok((headroom.base_msat, headroom.accrued_msat));
+        }
+        let base_msat = balance_by_id(conn, id)?;
+        // `accrue` checks (and so caches) both accounts before it adds to
+        // `pending`, and `flush` empties both maps together: an account
+        // first seen here has nothing accrued in this group yet.
+        let accrued_msat = 0;
+        self.headroom.insert(
+            id,
+            Headroom {
+                base_msat,
+                accrued_msat,
+            },
+        );
+        Ok((base_msat, accrued_msat))
+    }
+
     /// Applies accrued credits: one transfer per (debit, credit, kind) and
     /// one balance update per account touched.
     pub(crate) fn flush(&mut self, conn: &Connection, now_s: i64) -> rusqlite::Result<()> {
@@ -259,7 +314,8 @@ impl LedgerState {
         }
         let group = self.group;
         self.group += 1;
-        let mut deltas: HashMap<i64, i64> = HashMap::new();
+        self.headroom.clear();
+        let mut deltas: HashMap<i64, i128> = HashMap::new();
         let mut insert = conn.prepare_cached(
             "INSERT INTO transfers (idempotency_key, debit_account_id, credit_account_id, amount_msat, kind, rollup_group, item_count, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -276,16 +332,25 @@ impl LedgerState {
                 pending.items,
                 now_s
             ])?;
-            *deltas.entry(debit).or_default() -= pending.amount_msat;
-            *deltas.entry(credit).or_default() += pending.amount_msat;
+            // i128: no sum of i64 amounts can wrap; every accrual was
+            // checked against the balance bound, so the result fits.
+            *deltas.entry(debit).or_default() -= i128::from(pending.amount_msat);
+            *deltas.entry(credit).or_default() += i128::from(pending.amount_msat);
         }
         let mut update = conn.prepare_cached(
             "UPDATE accounts SET balance_msat = balance_msat + ?1 WHERE id = ?2 RETURNING balance_msat",
         )?;
         for (account, delta) in deltas {
             // Rolled-up movements only credit no-negative accounts and
-            // debit sources that may go negative, so this cannot refuse;
-            // the CHECK constraints are the backstop.
+            // debit sources that may go negative, and each accrual was
+            // bounded (see `accrue`), so this cannot refuse; the CHECK
+            // constraints are the backstop.
+            let delta = i64::try_from(delta).map_err(|_| {
+                rusqlite::Error::ToSqlConversionFailure(
+                    format!("rolled-up change {delta} msat of account {account} is out of range")
+                        .into(),
+                )
+            })?;
             let balance: i64 = update.query_row(params![delta, account], |r| r.get(0))?;
             self.balances_after.insert(account, balance);
         }
@@ -316,6 +381,7 @@ impl LedgerState {
             self.accounts.remove(&name);
         }
         self.pending.clear();
+        self.headroom.clear();
         self.balances_after.clear();
     }
 
@@ -347,6 +413,19 @@ pub fn post(ctx: &mut WriteCtx<'_>, req: &TransferRequest) -> Result<Posted, Led
     ctx.state.ledger.flush(conn, ctx.now_s)?;
     if let Some(existing) = find_by_key(conn, &req.idempotency_key)? {
         return compare_existing(existing, req).map(Posted::AlreadyExists);
+    }
+    // Both sides are checked against the supply bound before anything is
+    // written, so a refusal needs no rollback and SQLite never sees an
+    // integer overflow (which it would turn into a REAL).
+    for (name, sign) in [(&req.debit, -1i128), (&req.credit, 1i128)] {
+        let current = balance(conn, name)?;
+        let would_be = i128::from(current) + sign * i128::from(req.amount_msat);
+        if would_be.abs() > i128::from(MAX_BALANCE_MSAT) {
+            return Err(LedgerError::BalanceBound {
+                account: name.clone(),
+                would_be_msat: would_be,
+            });
+        }
     }
     let debit = ctx.state.ledger.account(conn, &req.debit, ctx.now_s)?;
     let credit = ctx.state.ledger.account(conn, &req.credit, ctx.now_s)?;
@@ -395,10 +474,46 @@ pub fn post(ctx: &mut WriteCtx<'_>, req: &TransferRequest) -> Result<Posted, Led
     }))
 }
 
+/// Checks, without writing anything, that `amount_msat` can be accrued
+/// from `debit` to `credit` in the current group: a positive amount within
+/// the transfer bound, a source that may go negative, and neither balance
+/// (with what this group already accrued) beyond [`MAX_BALANCE_MSAT`].
+/// Jobs call it before their first write, so a refusal is a refusal of
+/// that job alone (the writer rolls a whole group back only on faults).
+pub fn check_accrue(
+    ctx: &mut WriteCtx<'_>,
+    debit: &str,
+    credit: &str,
+    amount_msat: i64,
+) -> Result<(), LedgerError> {
+    if amount_msat <= 0 || amount_msat > MAX_TRANSFER_MSAT {
+        return Err(LedgerError::AmountOutOfRange);
+    }
+    if allows_negative(debit) != Some(true) {
+        return Err(LedgerError::UnknownAccount(debit.to_string()));
+    }
+    if allows_negative(credit).is_none() || debit == credit {
+        return Err(LedgerError::UnknownAccount(credit.to_string()));
+    }
+    for (name, sign) in [(debit, -1i128), (credit, 1i128)] {
+        let (current, accrued) = ctx.state.ledger.headroom_of(ctx.conn, name)?;
+        let would_be = i128::from(current) + accrued + sign * i128::from(amount_msat);
+        if would_be.abs() > i128::from(MAX_BALANCE_MSAT) {
+            return Err(LedgerError::BalanceBound {
+                account: name.to_string(),
+                would_be_msat: would_be,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Accrues a credit to be rolled up into one transfer per account at the
 /// end of the batch. Returns `(credit account id, rollup group)`: the item
 /// records the group so every credit is traceable to its transfer.
 /// Only for sources that may go negative and accounts that only grow here.
+/// Callers run [`check_accrue`] first, before their job writes anything;
+/// this repeats the checks (a refusal here, after writes, is a fault).
 pub fn accrue(
     ctx: &mut WriteCtx<'_>,
     debit: &str,
@@ -406,12 +521,7 @@ pub fn accrue(
     kind: TransferKind,
     amount_msat: i64,
 ) -> Result<(i64, i64), LedgerError> {
-    if amount_msat <= 0 || amount_msat > MAX_TRANSFER_MSAT {
-        return Err(LedgerError::AmountOutOfRange);
-    }
-    if allows_negative(debit) != Some(true) {
-        return Err(LedgerError::UnknownAccount(debit.to_string()));
-    }
+    check_accrue(ctx, debit, credit, amount_msat)?;
     let conn = ctx.conn;
     let debit_id = ctx.state.ledger.account(conn, debit, ctx.now_s)?.id;
     let credit_id = ctx.state.ledger.account(conn, credit, ctx.now_s)?.id;
@@ -427,6 +537,11 @@ pub fn accrue(
         .ok_or(LedgerError::AmountOutOfRange)?;
     entry.amount_msat = total;
     entry.items += 1;
+    for (id, sign) in [(debit_id, -1i128), (credit_id, 1i128)] {
+        if let Some(headroom) = ledger.headroom.get_mut(&id) {
+            headroom.accrued_msat += sign * i128::from(amount_msat);
+        }
+    }
     Ok((credit_id, ledger.group))
 }
 

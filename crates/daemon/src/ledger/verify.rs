@@ -14,7 +14,8 @@ impl std::fmt::Display for Violation {
 }
 
 /// Checks: the sum of all balances is 0; every balance equals the sum of
-/// its transfers; no account that may not go negative is negative; every
+/// its transfers; no balance is beyond the supply bound; no account that
+/// may not go negative is negative; every
 /// amount is a positive integer; rolled-up transfers say how many items
 /// they carry.
 pub fn verify(conn: &Connection) -> rusqlite::Result<Vec<Violation>> {
@@ -59,6 +60,19 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Vec<Violation>> {
         let (name, balance, total) = row?;
         violations.push(Violation(format!(
             "account {name}: balance {balance} msat but its transfers sum to {total} msat"
+        )));
+    }
+
+    let mut stmt = conn.prepare(
+        "SELECT name, balance_msat FROM accounts WHERE balance_msat > ?1 OR balance_msat < -?1 ORDER BY name LIMIT 100",
+    )?;
+    let unbounded = stmt.query_map([super::MAX_BALANCE_MSAT], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    for row in unbounded {
+        let (name, balance) = row?;
+        violations.push(Violation(format!(
+            "account {name} holds {balance} msat, beyond the 21,000,000 BTC bound"
         )));
     }
 

@@ -66,19 +66,48 @@ impl StorageFault for MinerError {
     }
 }
 
-/// Ids are what pools and miners already use (the seed allows any text,
-/// vectors use `müller`): 1–64 characters, no control characters, no `/`
-/// (ids appear in URL paths), no surrounding whitespace.
+/// Punctuation allowed in ids besides letters and digits.
+pub const ID_PUNCTUATION: &str = "._-@+:";
+
+/// Ids are shown to admins and miners side by side, so two different ids
+/// must never look alike. An id is 1–64 characters of: ASCII letters and
+/// digits, the punctuation in [`ID_PUNCTUATION`], and non-ASCII letters
+/// (the seed vectors use `müller`) that UTS 39 allows in identifiers —
+/// only in NFC form and from a single script, so no invisible characters
+/// (`demo-miner-1\u{200b}`), no spaces, no `/`, and no Latin/Cyrillic
+/// look-alike mixes (`pаypal`). Bitcoin addresses, the ids pools commonly
+/// use, are all ASCII letters and digits.
 pub fn validate_id(kind: &str, id: &str) -> Result<(), String> {
+    use unicode_normalization::is_nfc;
+    use unicode_security::{GeneralSecurityProfile, MixedScript};
     let chars = id.chars().count();
     if chars == 0 || chars > 64 {
         return Err(format!("{kind} must be 1 to 64 characters"));
     }
-    if id.chars().any(|c| c.is_control() || c == '/') {
-        return Err(format!("{kind} must not contain control characters or '/'"));
+    for c in id.chars() {
+        let allowed = if c.is_ascii() {
+            c.is_ascii_alphanumeric() || ID_PUNCTUATION.contains(c)
+        } else {
+            c.is_alphabetic() && GeneralSecurityProfile::identifier_allowed(c)
+        };
+        if !allowed {
+            return Err(format!(
+                "{kind} may contain only letters, digits and {ID_PUNCTUATION} (found U+{:04X})",
+                c as u32
+            ));
+        }
     }
-    if id.trim() != id {
-        return Err(format!("{kind} must not start or end with whitespace"));
+    if !id.is_ascii() {
+        if !is_nfc(id) {
+            return Err(format!(
+                "{kind} must be in Unicode normal form C (precomposed letters)"
+            ));
+        }
+        if !id.is_single_script() {
+            return Err(format!(
+                "{kind} mixes letters of different scripts, which can look like another id"
+            ));
+        }
     }
     Ok(())
 }
@@ -308,6 +337,19 @@ mod tests {
         assert!(validate_id("miner_id", " a").is_err());
         assert!(validate_id("miner_id", "a\nb").is_err());
         assert!(validate_id("miner_id", &"x".repeat(65)).is_err());
+        // The documented punctuation and addresses pass.
+        assert!(validate_id("miner_id", "a.b_c-d@e+f:g").is_ok());
+        assert!(validate_id("miner_id", "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080").is_ok());
+        assert!(validate_id("worker_name", "rig-é").is_ok());
+        // Invisible, look-alike and decomposed ids are refused.
+        assert!(validate_id("miner_id", "demo-miner-1\u{200b}").is_err());
+        assert!(validate_id("miner_id", "demo\u{2060}miner").is_err());
+        assert!(validate_id("miner_id", "p\u{0430}ypal").is_err(), "Latin + Cyrillic");
+        assert!(validate_id("miner_id", "mu\u{0308}ller").is_err(), "not NFC");
+        assert!(validate_id("miner_id", "a b").is_err());
+        assert!(validate_id("miner_id", "a\u{00a0}b").is_err());
+        assert!(validate_id("miner_id", "a%b").is_err());
+        assert!(validate_id("miner_id", "имя").is_ok(), "one script");
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub enum MinerServiceError {
     Invalid(String),
     #[error("{0}")]
     Forbidden(String),
+    #[error("{0}")]
+    Namespace(String),
     #[error("too many registrations from this address; try again in {0} s")]
     RateLimited(u64),
     #[error(transparent)]
@@ -67,6 +69,7 @@ struct Inner {
     activity: ActivityCache,
     bus: EventBus,
     registration: Registration,
+    self_prefix: String,
     allow_shared: bool,
     tiers: std::collections::BTreeMap<String, u32>,
     register_limiter: DefaultKeyedRateLimiter<IpAddr>,
@@ -91,6 +94,7 @@ impl MinerService {
                 activity,
                 bus,
                 registration: config.auth.registration,
+                self_prefix: config.auth.self_registration_prefix.clone(),
                 allow_shared: config.auth.allow_shared,
                 tiers: config.limits.tiers.clone(),
                 register_limiter: RateLimiter::keyed(Quota::per_hour(per_hour)),
@@ -134,7 +138,16 @@ impl MinerService {
                 "registration is by admin only on this pool (auth.registration = \"admin\")".into(),
             ));
         }
-        if !admin && let Err(not_until) = inner.register_limiter.check_key(&client_ip) {
+        if !admin && !user_id.starts_with(&inner.self_prefix) {
+            return Err(MinerServiceError::Namespace(format!(
+                "self-registered ids must start with {:?} (ids without it belong to the pool's reports; ask the pool admin for a key)",
+                inner.self_prefix
+            )));
+        }
+        // IPv6 clients by /64, like every other per-IP limit: one host
+        // usually holds a whole /64.
+        let limiter_key = crate::http::ratelimit::key(client_ip);
+        if !admin && let Err(not_until) = inner.register_limiter.check_key(&limiter_key) {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(
                 &governor::clock::DefaultClock::default(),
             ));
@@ -224,25 +237,25 @@ impl MinerService {
         Ok(())
     }
 
+    /// Sets a miner's tier (admin only: the tier sets the miner's rate and
+    /// credit limits).
     pub async fn update_tier(
         &self,
-        miner: &MinerRecord,
+        actor: Actor,
+        miner_id: String,
         tier: String,
     ) -> Result<(), MinerServiceError> {
         super::validate_tier(&tier, &self.inner.tiers).map_err(MinerServiceError::Invalid)?;
-        let id = miner.id.clone();
+        let id = miner_id.clone();
         let entry = self
             .inner
             .store
             .write(move |ctx| {
+                if super::get(ctx.conn, &id)?.is_none() {
+                    return Err(MinerError::NotFound(id.clone()));
+                }
                 super::set_tier(ctx, &id, &tier)?;
-                Ok::<_, MinerError>(audit::record(
-                    ctx,
-                    &Actor::Miner(id.clone()),
-                    "update_tier",
-                    &id,
-                    &tier,
-                )?)
+                Ok::<_, MinerError>(audit::record(ctx, &actor, "update_tier", &id, &tier)?)
             })
             .await?;
         self.inner.bus.publish(BusEvent::Audit(entry));

@@ -89,7 +89,7 @@ impl Payouts {
     pub(super) async fn plan(&self, ids: &[i64]) -> Result<(Plan, u64), PayoutError> {
         let inner = &self.inner;
         let config = &inner.config;
-        let (paused, unresolved, approved, batched_today, held_sat) = inner
+        let (paused, unresolved, approved, batched_today, committed_sat) = inner
             .store
             .read(|conn| {
                 let now = crate::clock::now_s();
@@ -98,7 +98,7 @@ impl Payouts {
                     db::batches_in(conn, UNRESOLVED)?,
                     db::withdrawals_in_state(conn, "approved", 10_000)?,
                     db::batched_since(conn, now - now.rem_euclid(86_400))?,
-                    db::held_sat(conn)?,
+                    db::committed_sat(conn)?,
                 ))
             })
             .await?;
@@ -127,13 +127,14 @@ impl Payouts {
                 config.max_fee_rate_sat_vb
             )));
         }
-        // Solvency: everything the ledger holds for withdrawals must be in
-        // the wallet before anything goes out, so a batch never fails
-        // halfway through the queue.
-        if status.spendable_sat < held_sat {
+        // Solvency: everything the pool has committed to pay (approved and
+        // in-flight withdrawals; not mere requests) must be in the wallet
+        // before anything goes out, so a batch never fails halfway through
+        // the queue.
+        if status.spendable_sat < committed_sat {
             return Err(PayoutError::Waiting(format!(
-                "wallet shortfall: {} sat spendable, {} sat held for withdrawals",
-                status.spendable_sat, held_sat
+                "wallet shortfall: {} sat spendable, {} sat approved for withdrawals",
+                status.spendable_sat, committed_sat
             )));
         }
         let now = crate::clock::now_s();
@@ -894,7 +895,6 @@ impl Payouts {
                 continue;
             }
             let auto = amount_sat < self.inner.config.auto_approve_below_btc.sat();
-            let key = format!("auto:{miner}:{now}");
             let result = self
                 .create(
                     Actor::System,
@@ -902,7 +902,7 @@ impl Payouts {
                     address,
                     amount_sat,
                     "auto",
-                    key,
+                    (miner.clone(), now.to_string()),
                     set_at + delay,
                     auto,
                 )

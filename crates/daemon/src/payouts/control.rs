@@ -17,6 +17,7 @@ pub fn error_body(e: PayoutError) -> ErrorBody {
         PayoutError::InsufficientFunds { .. } => "insufficient_funds",
         PayoutError::NoPayoutAddress => "no_payout_address",
         PayoutError::Conflict(_) => "conflict",
+        PayoutError::DuplicateEvent(_) => "duplicate_event",
         PayoutError::PsbtMismatch(_) => "psbt_mismatch",
         PayoutError::Waiting(_) => "payouts_waiting",
         PayoutError::Nothing(_) => "nothing_to_pay",

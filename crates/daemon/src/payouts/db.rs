@@ -146,19 +146,25 @@ pub struct NewWithdrawal<'a> {
     pub address: &'a str,
     pub amount_sat: i64,
     pub source: &'a str,
-    pub request_key: &'a str,
+    /// The request's idempotency key, in parts: on whose behalf (the miner,
+    /// or the admin's request id) and its reference (the miner's event id,
+    /// the payment's index). With `source`, a composite key.
+    pub request_owner: &'a str,
+    pub request_ref: &'a str,
     pub payable_at: i64,
     pub approved_by: Option<&'a str>,
 }
 
-/// Creates a withdrawal and holds its amount. Idempotent on `request_key`:
-/// the same request answers the original; a different one under the same
-/// key is refused.
+/// Creates a withdrawal and holds its amount. Idempotent on
+/// `(source, request_owner, request_ref)`: the same request answers the
+/// original; a different one under the same key is refused.
 pub fn insert_withdrawal(
     ctx: &mut WriteCtx<'_>,
     new: &NewWithdrawal<'_>,
 ) -> Result<(Withdrawal, bool), PayoutError> {
-    if let Some(existing) = withdrawal_by_key(ctx.conn, new.request_key)? {
+    if let Some(existing) =
+        withdrawal_by_request(ctx.conn, new.source, new.request_owner, new.request_ref)?
+    {
         if existing.miner_id == new.miner_id
             && existing.amount_sat == new.amount_sat
             && existing.address == new.address
@@ -176,8 +182,8 @@ pub fn insert_withdrawal(
     };
     ctx.conn
         .prepare_cached(
-            "INSERT INTO withdrawals (miner_id, address, amount_sat, state, source, request_key, payable_at, decided_by, decided_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, CASE WHEN ?8 IS NULL THEN NULL ELSE ?9 END, ?9, ?9)",
+            "INSERT INTO withdrawals (miner_id, address, amount_sat, state, source, request_key, payable_at, decided_by, decided_at, created_at, updated_at, request_owner, request_ref)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, CASE WHEN ?8 IS NULL THEN NULL ELSE ?9 END, ?9, ?9, ?10, ?11)",
         )?
         .execute(params![
             new.miner_id,
@@ -185,10 +191,14 @@ pub fn insert_withdrawal(
             new.amount_sat,
             state,
             new.source,
-            new.request_key,
+            // Kept for readers of the old column: the parts as a JSON
+            // array, which (unlike a joined string) cannot collide.
+            serde_json::json!([new.source, new.request_owner, new.request_ref]).to_string(),
             new.payable_at,
             new.approved_by,
-            ctx.now_s
+            ctx.now_s,
+            new.request_owner,
+            new.request_ref
         ])?;
     let id = ctx.conn.last_insert_rowid();
     ledger::post(
@@ -217,11 +227,16 @@ pub fn get_withdrawal(conn: &Connection, id: i64) -> rusqlite::Result<Option<Wit
     .optional()
 }
 
-pub fn withdrawal_by_key(conn: &Connection, key: &str) -> rusqlite::Result<Option<Withdrawal>> {
+pub fn withdrawal_by_request(
+    conn: &Connection,
+    source: &str,
+    owner: &str,
+    reference: &str,
+) -> rusqlite::Result<Option<Withdrawal>> {
     conn.prepare_cached(&format!(
-        "SELECT {W_COLUMNS} FROM withdrawals WHERE request_key = ?1"
+        "SELECT {W_COLUMNS} FROM withdrawals WHERE source = ?1 AND request_owner = ?2 AND request_ref = ?3"
     ))?
-    .query_row([key], w_row)
+    .query_row(params![source, owner, reference], w_row)
     .optional()
 }
 
@@ -432,9 +447,14 @@ pub fn counts(conn: &Connection) -> rusqlite::Result<WithdrawalCounts> {
 
 /// Sum of withdrawals not yet paid and not released (what must stay in
 /// the wallet), in sat.
-pub fn held_sat(conn: &Connection) -> rusqlite::Result<i64> {
+/// Sat the pool has committed to pay and not yet paid: approved, batched or
+/// unresolved withdrawals. Requests no admin has approved are held from
+/// their miner's balance but are not commitments of the pool, so they
+/// never count against the wallet (one miner's huge request must not block
+/// every other miner's payout).
+pub fn committed_sat(conn: &Connection) -> rusqlite::Result<i64> {
     conn.prepare_cached(
-        "SELECT COALESCE(SUM(amount_sat), 0) FROM withdrawals WHERE paid = 0 AND state IN ('requested','approved','batched','needs_attention')",
+        "SELECT COALESCE(SUM(amount_sat), 0) FROM withdrawals WHERE paid = 0 AND state IN ('approved','batched','needs_attention')",
     )?
     .query_row([], |r| r.get(0))
 }

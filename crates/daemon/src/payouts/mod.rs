@@ -52,6 +52,8 @@ pub enum PayoutError {
     NoPayoutAddress,
     #[error("{0}")]
     Conflict(String),
+    #[error("event_id {0:?} was already used by this miner; every signed change needs a new one")]
+    DuplicateEvent(String),
     #[error("the signed PSBT does not match the reviewed one")]
     PsbtMismatch(Vec<String>),
     /// Payouts cannot go now (paused, fees too high, node down, shortfall…).
@@ -185,12 +187,26 @@ impl Payouts {
         miner: &MinerRecord,
         address: &str,
         threshold_sat: Option<i64>,
+        event_id: &str,
     ) -> Result<(MinerRecord, i64), PayoutError> {
+        crate::replay::validate_event_id(event_id).map_err(PayoutError::Invalid)?;
+        let event_id = event_id.to_string();
         let address = self.check_address(address)?;
-        if self.inner.wallet.is_mine(&address).await.unwrap_or(false) {
-            return Err(PayoutError::Invalid(
-                "that address belongs to the pool's own wallet".into(),
-            ));
+        // Paying the pool's own wallet would take the money off the ledger
+        // while keeping it: refused, and when the wallet cannot be asked
+        // the change is refused too (never assumed safe).
+        match self.inner.wallet.is_mine(&address).await {
+            Ok(false) => {}
+            Ok(true) => {
+                return Err(PayoutError::Invalid(
+                    "that address belongs to the pool's own wallet".into(),
+                ));
+            }
+            Err(e) => {
+                return Err(PayoutError::Node(format!(
+                    "cannot check that the address is not the pool's own (wallet: {e}); nothing was changed, try again later"
+                )));
+            }
         }
         if let Some(t) = threshold_sat
             && t < self.inner.config.min_payout_btc.sat()
@@ -205,6 +221,9 @@ impl Payouts {
             .inner
             .store
             .write(move |ctx| {
+                if !crate::replay::remember(ctx, &id, &event_id, "payout_address")? {
+                    return Err(PayoutError::DuplicateEvent(event_id.clone()));
+                }
                 let before = miners::get(ctx.conn, &id)?;
                 let record = miners::set_payout_address(ctx, &id, &address, threshold_sat)
                     .map_err(|e| match e {
@@ -249,7 +268,6 @@ impl Payouts {
             .ok_or(PayoutError::NoPayoutAddress)?;
         let payable_at =
             miner.payout_address_set_at.unwrap_or(0) + self.inner.config.new_address_delay_s as i64;
-        let key = format!("miner:{}:{event_id}", miner.id);
         let auto = amount_sat < self.inner.config.auto_approve_below_btc.sat();
         self.create(
             Actor::Miner(miner.id.clone()),
@@ -257,7 +275,7 @@ impl Payouts {
             address,
             amount_sat,
             "miner",
-            key,
+            (miner.id.clone(), event_id.to_string()),
             payable_at,
             auto,
         )
@@ -272,7 +290,7 @@ impl Payouts {
         address: String,
         amount_sat: i64,
         source: &'static str,
-        key: String,
+        (request_owner, request_ref): (String, String),
         payable_at: i64,
         auto_approve: bool,
     ) -> Result<db::Withdrawal, PayoutError> {
@@ -288,7 +306,8 @@ impl Payouts {
                         address: &address,
                         amount_sat,
                         source,
-                        request_key: &key,
+                        request_owner: &request_owner,
+                        request_ref: &request_ref,
                         payable_at: payable_at.max(ctx.now_s),
                         approved_by,
                     },
@@ -518,7 +537,7 @@ impl Payouts {
                 let mut withdrawals = Vec::new();
                 let mut entries = Vec::new();
                 for (i, p) in checked.iter().enumerate() {
-                    let key = format!("admin:{request_id}:{i}");
+                    let index = i.to_string();
                     if miners::get(ctx.conn, &p.miner_id)?.is_none() {
                         return Err(PayoutError::Invalid(format!("payments[{i}]: no miner {:?}", p.miner_id)));
                     }
@@ -529,7 +548,8 @@ impl Payouts {
                             address: &p.to_address,
                             amount_sat: p.amount_sat,
                             source: "admin",
-                            request_key: &key,
+                            request_owner: &request_id,
+                            request_ref: &index,
                             payable_at: ctx.now_s,
                             approved_by: Some(&who),
                         },

@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "faucet",
         include_str!("../../migrations/0005_faucet.sql"),
     ),
+    (
+        6,
+        "hostile_clients",
+        include_str!("../../migrations/0006_hostile_clients.sql"),
+    ),
 ];
 
 pub(crate) fn apply(conn: &Connection) -> anyhow::Result<()> {

@@ -183,9 +183,27 @@ pub fn parse_address(
         .trim()
         .parse()
         .map_err(|_| format!("{address:?} is not a valid Bitcoin address"))?;
-    unchecked
+    let checked = unchecked
         .require_network(to_bitcoin_network(network))
-        .map_err(|_| format!("{address:?} is not an address for {}", network.as_str()))
+        .map_err(|_| format!("{address:?} is not an address for {}", network.as_str()))?;
+    // Only the types a wallet can spend from and relays without surprise.
+    // Future witness versions (`bc1z…`) parse but are anyone-can-spend
+    // until a soft fork gives them meaning; pay-to-anchor is anyone-can-
+    // spend by design. Paying either would hand the money to whoever
+    // takes it first.
+    use bitcoin::AddressType;
+    match checked.address_type() {
+        Some(
+            AddressType::P2pkh
+            | AddressType::P2sh
+            | AddressType::P2wpkh
+            | AddressType::P2wsh
+            | AddressType::P2tr,
+        ) => Ok(checked),
+        _ => Err(format!(
+            "{address:?} is not a payable address type (pooldesk pays P2PKH, P2SH, P2WPKH, P2WSH and P2TR)"
+        )),
+    }
 }
 
 pub fn to_bitcoin_network(network: crate::config::Network) -> bitcoin::Network {
@@ -203,6 +221,33 @@ pub fn to_bitcoin_network(network: crate::config::Network) -> bitcoin::Network {
 mod tests {
     use super::*;
     use crate::config::Network;
+
+    #[test]
+    fn unknown_witness_versions_and_anchors_are_refused() {
+        // Witness v2, a 32-byte program (bech32m), valid syntax on regtest.
+        let v2 = bitcoin::Address::from_witness_program(
+            bitcoin::WitnessProgram::new(bitcoin::WitnessVersion::V2, &[7u8; 32]).unwrap(),
+            bitcoin::KnownHrp::Regtest,
+        )
+        .to_string();
+        assert!(v2.starts_with("bcrt1z"), "{v2}");
+        let err = parse_address(&v2, Network::Regtest).unwrap_err();
+        assert!(err.contains("not a payable address type"), "{err}");
+        // Taproot (v1, 32 bytes) is payable.
+        let tr = bitcoin::Address::from_witness_program(
+            bitcoin::WitnessProgram::new(bitcoin::WitnessVersion::V1, &[7u8; 32]).unwrap(),
+            bitcoin::KnownHrp::Regtest,
+        )
+        .to_string();
+        assert!(parse_address(&tr, Network::Regtest).is_ok());
+        // Pay-to-anchor (v1, the 2-byte program 4e73) is anyone-can-spend.
+        let anchor = bitcoin::Address::from_witness_program(
+            bitcoin::WitnessProgram::new(bitcoin::WitnessVersion::V1, &[0x4e, 0x73]).unwrap(),
+            bitcoin::KnownHrp::Regtest,
+        )
+        .to_string();
+        assert!(parse_address(&anchor, Network::Regtest).is_err());
+    }
 
     #[test]
     fn addresses_are_checked_against_the_network() {

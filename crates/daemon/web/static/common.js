@@ -158,12 +158,15 @@ export async function hmacHex(apiKey, text) {
 
 /**
  * POSTs `body` signed with the miner's personal key (headers X-User-ID,
- * X-Signature over the canonical JSON, X-Timestamp), sending exactly the
- * canonical bytes that were signed.
+ * X-Signature, X-Timestamp), sending exactly the canonical bytes that were
+ * signed. The signature covers `POST <path>\n<canonical body>`, so it is
+ * good for this endpoint only (the seed's /v1/ingest/block alone signs the
+ * body without method and path).
  */
 export async function signedPost(path, minerId, apiKey, body) {
   const text = canonicalJson(body);
-  const signature = await hmacHex(apiKey, text);
+  const message = path === '/v1/ingest/block' ? text : `POST ${path}\n${text}`;
+  const signature = await hmacHex(apiKey, message);
   return api(path, {
     method: 'POST',
     body: text,

@@ -190,7 +190,7 @@ async function setAddress(event) {
   event.preventDefault();
   const address = $('#new-address').value.trim();
   try {
-    await signedPost('/api/miner/payout_address', minerId, apiKey(), { miner_id: minerId, address, ts: nowSeconds() });
+    await signedPost('/api/miner/payout_address', minerId, apiKey(), { miner_id: minerId, address, event_id: randomId(), ts: nowSeconds() });
     $('#new-address').value = '';
     notify($('#account-msg'), 'ok', 'Payout address saved. A new address becomes payable after the pool\'s waiting period.');
     refetch();
