@@ -434,6 +434,25 @@ impl Daemon {
             .expect("control socket")
     }
 
+    /// Every account's balance (msat), read with SQLite directly: for
+    /// "nothing changed" checks across all miners at once.
+    pub fn balances(&self) -> std::collections::BTreeMap<String, i64> {
+        let conn = rusqlite::Connection::open_with_flags(
+            self.data_dir.join("ledger.sqlite"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the ledger read-only");
+        conn.busy_timeout(Duration::from_secs(5))
+            .expect("busy timeout");
+        let mut stmt = conn
+            .prepare("SELECT name, balance_msat FROM accounts ORDER BY name")
+            .expect("prepare");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+
     /// Reads one integer with SQLite directly (read-only, beside the live
     /// daemon; WAL lets both work).
     pub fn sql_i64(&self, sql: &str) -> i64 {

@@ -341,7 +341,7 @@ async fn seed_personal_vectors_verify_through_the_daemon() {
     let vectors: Value = serde_json::from_str(include_str!("../data/signatures.json")).unwrap();
     let d = Daemon::start(DaemonOptions {
         config: "[auth]\nallow_shared = true\n".into(),
-        env: vec![("REPORT_SHARED_SECRET".into(), "your_api_key_here".into())],
+        env: vec![("POOLDESK_SHARED_SECRET".into(), "your_api_key_here".into())],
         ..Default::default()
     })
     .await;
@@ -354,14 +354,10 @@ async fn seed_personal_vectors_verify_through_the_daemon() {
     let client = reqwest::Client::new();
     let register = |user: &str| json!({"user_id": user, "auth_method": "hmac_shared", "tier": "TIER_2_DESKTOP"});
     for user in ["your_miner_id", "m\u{fc}ller_\u{e9}"] {
-        let r = client
-            .post(format!("{}/v1/user/register", d.url))
-            .json(&register(user))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 201);
-        let answer: Value = r.json().await.unwrap();
+        let (status, answer) = d
+            .admin("POST", "/v1/user/register", Some(&register(user)))
+            .await;
+        assert_eq!(status, 201, "{answer}");
         assert!(
             answer["api_key"].is_null(),
             "the shared secret is never handed out"
@@ -425,13 +421,16 @@ fn rand_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
+/// Registers `user` the default way: by the admin (`auth.registration`
+/// defaults to "admin"; open registration is tested in hostile.rs).
 async fn register(d: &Daemon, user: &str) -> String {
-    let (status, answer) = post_json(
-        d,
-        "/v1/user/register",
-        &json!({"user_id": user, "auth_method": "hmac_personal", "tier": "TIER_2_DESKTOP"}),
-    )
-    .await;
+    let (status, answer) = d
+        .admin(
+            "POST",
+            "/v1/user/register",
+            Some(&json!({"user_id": user, "auth_method": "hmac_personal", "tier": "TIER_2_DESKTOP"})),
+        )
+        .await;
     assert_eq!(status, 201, "{answer}");
     assert_eq!(answer["status"], "success");
     assert_eq!(answer["user_id"], user);
@@ -467,40 +466,44 @@ async fn personal_key_contract_status_codes() {
     let d = daemon("[limits]\nblocks_per_minute = 1000\n").await;
     let key = register(&d, "rig_01").await;
     // Register again, or an id created by pool reports: 409, no key.
-    let (status, answer) = post_json(
-        &d,
-        "/v1/user/register",
-        &json!({"user_id": "rig_01", "auth_method": "hmac_personal", "tier": "TIER_2_DESKTOP"}),
-    )
-    .await;
+    let (status, answer) = d
+        .admin(
+            "POST",
+            "/v1/user/register",
+            Some(&json!({"user_id": "rig_01", "auth_method": "hmac_personal", "tier": "TIER_2_DESKTOP"})),
+        )
+        .await;
     assert_eq!(
         (status, answer["error"].as_str()),
         (409, Some("user_exists"))
     );
     assert!(answer.get("api_key").is_none());
     d.post_report("pool_made", "w", 1).await;
-    let (status, answer) = post_json(
-        &d,
-        "/v1/user/register",
-        &json!({"user_id": "pool_made", "auth_method": "hmac_personal", "tier": "TIER_2_DESKTOP"}),
-    )
-    .await;
+    let (status, answer) = d
+        .admin(
+            "POST",
+            "/v1/user/register",
+            Some(&json!({"user_id": "pool_made", "auth_method": "hmac_personal", "tier": "TIER_2_DESKTOP"})),
+        )
+        .await;
     assert_eq!(status, 409, "{answer}");
     assert!(answer.get("api_key").is_none());
     // hmac_shared is off by default; unknown tier or method: 422.
-    let (status, _) = post_json(
-        &d,
-        "/v1/user/register",
-        &json!({"user_id": "dev", "auth_method": "hmac_shared", "tier": "TIER_2_DESKTOP"}),
-    )
-    .await;
+    let (status, _) = d
+        .admin(
+            "POST",
+            "/v1/user/register",
+            Some(&json!({"user_id": "dev", "auth_method": "hmac_shared", "tier": "TIER_2_DESKTOP"})),
+        )
+        .await;
     assert_eq!(status, 403);
-    let (status, _) = post_json(
-        &d,
-        "/v1/user/register",
-        &json!({"user_id": "x1", "auth_method": "hmac_personal", "tier": "TIER_9_MOON"}),
-    )
-    .await;
+    let (status, _) = d
+        .admin(
+            "POST",
+            "/v1/user/register",
+            Some(&json!({"user_id": "x1", "auth_method": "hmac_personal", "tier": "TIER_9_MOON"})),
+        )
+        .await;
     assert_eq!(status, 422);
 
     // Accepted block: 202 and credited work_score × rate_per_work (100000 msat).
@@ -715,42 +718,61 @@ async fn rate_limit_is_per_user_and_per_tier() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn update_tier_needs_a_signature_and_auth_test_answers() {
+async fn tiers_are_changed_by_the_admin_only_and_auth_test_answers() {
     let d = daemon("").await;
     let key = register(&d, "u1").await;
     // The seed's unsigned example changes nothing.
-    let (status, _) = post_json(
+    let (status, answer) = post_json(
         &d,
         "/v1/user/update-tier",
         &json!({"user_id": "u1", "tier": "TIER_3_WORKSTATION"}),
     )
     .await;
-    assert_eq!(status, 401);
+    assert_eq!((status, answer["error"].as_str()), (403, Some("admin_only")));
+    // A miner's own signature cannot raise its tier (and with it its limits).
+    for body in [
+        json!({"user_id": "u1", "tier": "TIER_3_WORKSTATION"}),
+        json!({"user_id": "u1", "tier": "TIER_3_WORKSTATION", "ts": now_s()}),
+    ] {
+        let (status, answer) = d
+            .signed("POST", "/v1/user/update-tier", "u1", &key, &body)
+            .await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (403, Some("admin_only")),
+            "{answer}"
+        );
+    }
     let (_, profile) = d.get("/v1/user/profile/u1").await;
     assert_eq!(profile["tier"], "TIER_2_DESKTOP");
-    // Signed but without a body ts: refused (replayable).
-    let (status, _) = d
-        .signed(
-            "POST",
-            "/v1/user/update-tier",
-            "u1",
-            &key,
-            &json!({"user_id": "u1", "tier": "TIER_3_WORKSTATION"}),
-        )
-        .await;
-    assert_eq!(status, 401);
+    // A wrong admin key is 401, not "not an admin".
+    let r = d
+        .http
+        .post(format!("{}/v1/user/update-tier", d.url))
+        .header("x-api-key", "wrong")
+        .json(&json!({"user_id": "u1", "tier": "TIER_3_WORKSTATION"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
     let (status, answer) = d
-        .signed(
+        .admin(
             "POST",
             "/v1/user/update-tier",
-            "u1",
-            &key,
-            &json!({"user_id": "u1", "tier": "TIER_3_WORKSTATION", "ts": now_s()}),
+            Some(&json!({"user_id": "u1", "tier": "TIER_3_WORKSTATION"})),
         )
         .await;
     assert_eq!(status, 200, "{answer}");
     let (_, profile) = d.get("/v1/user/profile/u1").await;
     assert_eq!(profile["tier"], "TIER_3_WORKSTATION");
+    let (status, answer) = d
+        .admin(
+            "POST",
+            "/v1/user/update-tier",
+            Some(&json!({"user_id": "nobody", "tier": "TIER_3_WORKSTATION"})),
+        )
+        .await;
+    assert_eq!(status, 404, "{answer}");
     let (status, answer) = d
         .signed(
             "POST",
@@ -917,7 +939,9 @@ print(resp.status_code)
 /// Python with `requests`, against a local URL.
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_coinjecture_python_flow_runs_as_written() {
-    let d = daemon("").await;
+    // The seed registers itself: open registration, with a self-registration
+    // namespace the seed's id falls in.
+    let d = daemon("[auth]\nregistration = \"open\"\nself_registration_prefix = \"your_\"\n").await;
     let has_requests = std::process::Command::new("python3")
         .args(["-c", "import requests"])
         .status()

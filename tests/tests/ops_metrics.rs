@@ -396,17 +396,14 @@ async fn no_secret_or_expected_signature_reaches_the_log_under_bad_signature_tra
     // Personal keys: an issued one and a registered one.
     let issued = d.issue_key("keyed").await;
     forbidden.push(("issued personal key".into(), issued.clone()));
-    let r = d
-        .http
-        .post(format!("{}/v1/user/register", d.url))
-        .json(
-            &json!({"user_id": "newbie", "auth_method": "hmac_personal", "tier": "TIER_2_DESKTOP"}),
+    let (status, registered) = d
+        .admin(
+            "POST",
+            "/v1/user/register",
+            Some(&json!({"user_id": "newbie", "auth_method": "hmac_personal", "tier": "TIER_2_DESKTOP"})),
         )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
-    let registered: Value = r.json().await.unwrap();
+        .await;
+    assert_eq!(status, 201, "{registered}");
     let registered = registered["api_key"].as_str().unwrap().to_string();
     forbidden.push(("registered personal key".into(), registered.clone()));
     for (user, key) in [("keyed", &issued), ("newbie", &registered)] {

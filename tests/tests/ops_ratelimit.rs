@@ -140,8 +140,10 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_allowance() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn per_user_and_registration_limits_answer_429_with_retry_after() {
-    let d = daemon("[limits]\nblocks_per_minute = 2\n[auth]\nregistrations_per_ip_per_hour = 2\n")
-        .await;
+    let d = daemon(
+        "[limits]\nblocks_per_minute = 2\n[auth]\nregistration = \"open\"\nself_registration_prefix = \"rl_\"\nregistrations_per_ip_per_hour = 2\n",
+    )
+    .await;
     let register = |user: &str| {
         d.http
             .post(format!("{}/v1/user/register", d.url))

@@ -520,6 +520,8 @@ const ENV_ALIASES: &[(&str, &str)] = &[
 const ENV_NOT_CONFIG: &[&str] = &[
     "POOLDESK_MASTER_KEY",
     "POOLDESK_MASTER_KEY_FILE",
+    "POOLDESK_SHARED_SECRET",
+    "POOLDESK_SHARED_SECRET_FILE",
     "POOLDESK_FAULT_DIR",
 ];
 

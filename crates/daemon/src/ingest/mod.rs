@@ -373,7 +373,17 @@ impl Ingest {
             inner.rate_per_work_msat,
             MAX_TRANSFER_MSAT,
         )
-        .map_err(|why| IngestError::Invalid(format!("work_score {why}")))?;
+        .map_err(|why| {
+            // Work worth more than any bound is a credit-limit refusal,
+            // not malformed input.
+            if why == "is too large" {
+                IngestError::CreditLimit(format!(
+                    "work_score {why}: its credit passes every bound on block reports"
+                ))
+            } else {
+                IngestError::Invalid(format!("work_score {why}"))
+            }
+        })?;
         let (max_msat, daily_msat) = inner.block_limits.of(signed.miner.tier.as_deref());
         if credited > max_msat {
             return Err(IngestError::CreditLimit(format!(

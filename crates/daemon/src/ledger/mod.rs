@@ -538,9 +538,16 @@ pub fn accrue(
     entry.amount_msat = total;
     entry.items += 1;
     for (id, sign) in [(debit_id, -1i128), (credit_id, 1i128)] {
-        if let Some(headroom) = ledger.headroom.get_mut(&id) {
-            headroom.accrued_msat += sign * i128::from(amount_msat);
-        }
+        // An account created just now had no row (and so no entry) when it
+        // was checked: its base is its balance now, 0.
+        let headroom = match ledger.headroom.entry(id) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => entry.insert(Headroom {
+                base_msat: balance_by_id(conn, id)?,
+                accrued_msat: 0,
+            }),
+        };
+        headroom.accrued_msat += sign * i128::from(amount_msat);
     }
     Ok((credit_id, ledger.group))
 }

@@ -192,6 +192,179 @@ fn accrued_credits_roll_up_into_one_transfer_per_account() {
     assert_clean(&store);
 }
 
+/// Accrues like the ingest jobs do: every check before the first write.
+fn accrue_job(
+    ctx: &mut WriteCtx<'_>,
+    credit: &str,
+    amount_msat: i64,
+) -> Result<(), LedgerError> {
+    check_accrue(ctx, POOL_REWARDS, credit, amount_msat)?;
+    accrue(ctx, POOL_REWARDS, credit, TransferKind::ShareCredit, amount_msat)?;
+    Ok(())
+}
+
+/// Runs `jobs` (credit account, amount) as one group commit: a first job
+/// holds the writer until every job is queued behind it.
+fn one_group(
+    store: &Store,
+    jobs: &[(String, i64)],
+) -> Vec<Result<(), WriteError<LedgerError>>> {
+    let (release, wait) = std::sync::mpsc::channel::<()>();
+    let gate = store.queue_fast_blocking(move |_ctx| {
+        wait.recv().ok();
+        Ok::<_, LedgerError>(())
+    });
+    let replies: Vec<_> = jobs
+        .iter()
+        .cloned()
+        .map(|(account, amount)| {
+            store.queue_fast_blocking(move |ctx| accrue_job(ctx, &account, amount))
+        })
+        .collect();
+    release.send(()).unwrap();
+    gate.blocking_recv().unwrap().unwrap();
+    replies
+        .into_iter()
+        .map(|rx| rx.blocking_recv().expect("answered").map(|_| ()))
+        .collect()
+}
+
+#[test]
+fn an_overflowing_credit_is_refused_alone_and_its_group_commits() {
+    let (_dir, store) = open();
+    // Near the bound already.
+    post_blocking(
+        &store,
+        req("big", POOL_ADJUSTMENTS, "miner:whale", MAX_BALANCE_MSAT - 10),
+    )
+    .unwrap();
+    let results = one_group(
+        &store,
+        &[
+            ("miner:a".into(), 1_000),
+            ("miner:whale".into(), 11), // would pass the bound
+            ("miner:b".into(), 2_000),
+            ("miner:whale".into(), 10), // exactly to the bound
+            ("miner:whale".into(), 1),  // now beyond it
+            ("miner:c".into(), MAX_TRANSFER_MSAT), // fine on its own account
+        ],
+    );
+    assert!(results[0].is_ok());
+    assert!(matches!(
+        results[1],
+        Err(WriteError::Rejected(LedgerError::BalanceBound { .. }))
+    ));
+    assert!(results[2].is_ok());
+    assert!(results[3].is_ok());
+    assert!(matches!(
+        results[4],
+        Err(WriteError::Rejected(LedgerError::BalanceBound { .. }))
+    ));
+    // pool:rewards would pass -MAX with miner:c's credit on top of the
+    // others: refused on the source's bound, alone.
+    assert!(matches!(
+        results[5],
+        Err(WriteError::Rejected(LedgerError::BalanceBound { .. }))
+    ));
+    let balance_of = |name: &'static str| store.read_blocking(move |c| balance(c, name)).unwrap();
+    assert_eq!(balance_of("miner:whale"), MAX_BALANCE_MSAT);
+    assert_eq!(balance_of("miner:a"), 1_000);
+    assert_eq!(balance_of("miner:b"), 2_000);
+    assert_eq!(balance_of("miner:c"), 0);
+    assert!(!store.is_faulted());
+    assert_clean(&store);
+}
+
+#[test]
+fn a_direct_transfer_beyond_the_bound_is_refused_and_changes_nothing() {
+    let (_dir, store) = open();
+    post_blocking(&store, req("a", POOL_ADJUSTMENTS, "miner:a", MAX_BALANCE_MSAT)).unwrap();
+    let refused = post_blocking(&store, req("b", POOL_REWARDS, "miner:a", 1));
+    assert!(
+        matches!(
+            refused,
+            Err(WriteError::Rejected(LedgerError::BalanceBound { .. }))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.read_blocking(|c| balance(c, "miner:a")).unwrap(),
+        MAX_BALANCE_MSAT
+    );
+    assert_eq!(store.read_blocking(|c| balance(c, POOL_REWARDS)).unwrap(), 0);
+    assert_clean(&store);
+}
+
+mod bounds {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// Amounts that matter: tiny, around the bound, around i64::MAX, and
+    /// out of range.
+    fn amount() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            1i64..1_000_000,
+            (MAX_TRANSFER_MSAT - 1_000)..=MAX_TRANSFER_MSAT,
+            (MAX_TRANSFER_MSAT / 2 - 1_000)..(MAX_TRANSFER_MSAT / 2 + 1_000),
+            (i64::MAX - 1_000)..=i64::MAX,
+            Just(0i64),
+            (i64::MIN..0i64),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
+
+        /// Many credits near the bounds in one group commit: no panic, no
+        /// wrap, every refusal is that job's alone, and the ledger holds
+        /// exactly the accepted ones.
+        #[test]
+        fn credits_near_the_bounds_in_one_group_never_wrap(
+            start in prop::collection::vec((0u8..3, amount()), 0..3),
+            group in prop::collection::vec((0u8..3, amount()), 1..24),
+        ) {
+            let (_dir, store) = open();
+            let mut model: HashMap<String, i128> = HashMap::new();
+            let within = |v: i128| v.abs() <= i128::from(MAX_BALANCE_MSAT);
+            for (n, (miner, amount_msat)) in start.into_iter().enumerate() {
+                let account = format!("miner:{miner}");
+                if post_blocking(&store, req(&format!("s{n}"), POOL_ADJUSTMENTS, &account, amount_msat)).is_ok() {
+                    *model.entry(account).or_default() += i128::from(amount_msat);
+                    *model.entry(POOL_ADJUSTMENTS.into()).or_default() -= i128::from(amount_msat);
+                }
+            }
+            let jobs: Vec<(String, i64)> = group.into_iter().map(|(m, a)| (format!("miner:{m}"), a)).collect();
+            let results = one_group(&store, &jobs);
+            for ((account, amount_msat), result) in jobs.iter().zip(&results) {
+                let amount = i128::from(*amount_msat);
+                let in_range = *amount_msat > 0 && *amount_msat <= MAX_TRANSFER_MSAT;
+                let credit_after = model.get(account).copied().unwrap_or(0) + amount;
+                let source_after = model.get(POOL_REWARDS).copied().unwrap_or(0) - amount;
+                let expect_ok = in_range && within(credit_after) && within(source_after);
+                match result {
+                    Ok(()) => {
+                        prop_assert!(expect_ok, "accepted {amount_msat} to {account}");
+                        *model.entry(account.clone()).or_default() += amount;
+                        *model.entry(POOL_REWARDS.into()).or_default() -= amount;
+                    }
+                    Err(WriteError::Rejected(LedgerError::AmountOutOfRange)) => prop_assert!(!in_range),
+                    Err(WriteError::Rejected(LedgerError::BalanceBound { .. })) => prop_assert!(!expect_ok),
+                    Err(other) => prop_assert!(false, "fault {other:?}"),
+                }
+            }
+            prop_assert!(!store.is_faulted());
+            for (account, expected) in &model {
+                let name = account.clone();
+                let actual = store.read_blocking(move |c| balance(c, &name)).unwrap();
+                prop_assert_eq!(i128::from(actual), *expected, "{}", account);
+            }
+            let violations = store.read_blocking(verify).unwrap();
+            prop_assert!(violations.is_empty(), "{:?}", violations);
+        }
+    }
+}
+
 mod properties {
     use super::*;
     use proptest::prelude::*;
@@ -244,6 +417,13 @@ mod properties {
             let mut model: HashMap<String, i64> = HashMap::new();
             let mut posted: Vec<TransferRequest> = Vec::new();
             for (n, op) in ops.into_iter().enumerate() {
+                let op_kind = match &op {
+                    Op::Credit { .. } => "credit",
+                    Op::Hold { .. } => "hold",
+                    Op::Release { .. } => "release",
+                    Op::Retry { .. } => "retry",
+                    Op::Conflict { .. } => "conflict",
+                };
                 let request = match op {
                     Op::Credit { miner, amount_msat } => req(&format!("k{n}"), POOL_REWARDS, &format!("miner:{miner}"), amount_msat),
                     Op::Hold { miner, amount_msat } => req(&format!("k{n}"), &format!("miner:{miner}"), WITHDRAWALS_HELD, amount_msat),
@@ -256,7 +436,6 @@ mod properties {
                     }
                     _ => continue,
                 };
-                let before = model.clone();
                 let outcome = post_blocking(&store, request.clone());
                 match outcome {
                     Ok(Posted::Created(_)) => {
@@ -267,8 +446,15 @@ mod properties {
                     Ok(Posted::AlreadyExists(t)) => {
                         prop_assert!(posted.iter().any(|p| p.idempotency_key == t.idempotency_key));
                     }
-                    Err(WriteError::Rejected(_)) => {}
-                    Err(e) => prop_assert!(false, "storage error {e:?}"),
+                    // Only the refusals this sequence can earn: a debit
+                    // beyond a balance, or a key reused with another amount.
+                    Err(WriteError::Rejected(LedgerError::InsufficientFunds { .. })) => {
+                        prop_assert!(matches!(op_kind, "hold" | "release"), "insufficient funds on {}", op_kind);
+                    }
+                    Err(WriteError::Rejected(LedgerError::ExistsWithDifferentAmount)) => {
+                        prop_assert_eq!(op_kind, "conflict");
+                    }
+                    Err(e) => prop_assert!(false, "unexpected outcome {e:?} of {}", op_kind),
                 }
                 if !matches!(store.read_blocking(verify).map(|v| v.is_empty()), Ok(true)) {
                     prop_assert!(false, "invariants broken after step {n}");
@@ -280,7 +466,6 @@ mod properties {
                         prop_assert!(actual >= 0);
                     }
                 }
-                let _ = before;
             }
         }
     }

@@ -267,6 +267,24 @@ impl Store {
         }
     }
 
+    /// Test hook: queues a fast job at once (from a thread outside the
+    /// runtime) and returns its reply, so a test can put many jobs in one
+    /// group commit deterministically (behind a job that waits for it).
+    #[cfg(test)]
+    pub(crate) fn queue_fast_blocking<T, E, F>(&self, f: F) -> writer::Reply<T, E>
+    where
+        F: FnOnce(&mut WriteCtx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: StorageFault + Send + 'static,
+    {
+        let (job, rx) = writer::Job::new(false, f);
+        self.inner
+            .tx
+            .blocking_send(Msg::Job(job))
+            .unwrap_or_else(|_| panic!("store closed"));
+        rx
+    }
+
     async fn submit<T, E, F>(
         &self,
         savepoint: bool,
