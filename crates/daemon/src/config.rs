@@ -523,6 +523,9 @@ const ENV_NOT_CONFIG: &[&str] = &[
     "POOLDESK_SHARED_SECRET",
     "POOLDESK_SHARED_SECRET_FILE",
     "POOLDESK_FAULT_DIR",
+    // Set by contrib/test.sh for the tools it runs, not for the daemon.
+    "POOLDESK_SKIP_LOG",
+    "POOLDESK_CACHE_DIR",
 ];
 
 const SECTIONS: &[&str] = &[
