@@ -49,6 +49,7 @@ if [ -z "${BITCOIND_EXE:-}" ]; then
     echo "NOTE: payouts against a real Bitcoin Core were SKIPPED (BITCOIND_EXE is not set);" >&2
     echo "      the same flows ran against the regtest stand-in." >&2
 fi
+phase "container image (contrib/ci/container.sh)" contrib/ci/container.sh
 
 if [ -x contrib/ci/extra.sh ]; then
     phase "fuzzing and soak (contrib/ci/extra.sh)" contrib/ci/extra.sh

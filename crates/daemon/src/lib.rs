@@ -14,6 +14,7 @@ pub mod demo;
 pub mod events;
 pub mod faucet;
 pub mod hashrate;
+pub mod healthcheck;
 pub mod http;
 pub mod ingest;
 pub mod ledger;

@@ -51,6 +51,17 @@ enum Command {
         /// Where to write the copy.
         path: PathBuf,
     },
+    /// Ask a running daemon's /healthz: exit 0 when it answers 200, else 1
+    /// (the container image's HEALTHCHECK; the image has no shell or curl).
+    Healthcheck {
+        /// Address to ask (default: `http.listen` from the configuration
+        /// and environment; 0.0.0.0 and [::] are asked on loopback).
+        #[arg(long = "http", value_name = "ADDR:PORT")]
+        target: Option<SocketAddr>,
+        /// Seconds the whole check may take.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
     /// Sign and send one pool report (like the seed's tools/sign_report.py).
     SignReport {
         /// Report secret (or REPORT_SHARED_SECRET in the environment).
@@ -110,6 +121,9 @@ fn main() -> ExitCode {
         Some(Command::Verify) => with_config(&overrides, &env, verify),
         Some(Command::Backup { path }) => {
             with_config(&overrides, &env, |config| backup(config, &path))
+        }
+        Some(Command::Healthcheck { target, timeout }) => {
+            healthcheck(&overrides, &env, target, timeout)
         }
         Some(Command::SignReport {
             secret,
@@ -294,6 +308,48 @@ fn backup(config: &Config, target: &std::path::Path) -> anyhow::Result<ExitCode>
         pooldeskd::verify::summary(&conn)?
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Exit 0 only for a 200 from /healthz; every other outcome (no answer,
+/// 503, an unreadable configuration) is 1, the status container engines
+/// read as "unhealthy".
+fn healthcheck(
+    overrides: &CliOverrides,
+    env: &[(String, String)],
+    target: Option<SocketAddr>,
+    timeout: u64,
+) -> ExitCode {
+    let listen = match target.or(overrides.http) {
+        Some(addr) => addr,
+        None => match Config::load(overrides, env) {
+            Ok(config) => config.http.listen,
+            Err(e) => {
+                eprintln!("pooldeskd healthcheck: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let addr = pooldeskd::healthcheck::target(listen);
+    match pooldeskd::healthcheck::check(addr, Duration::from_secs(timeout.max(1))) {
+        Ok(answer) if answer.healthy() => {
+            println!(
+                "healthy: http://{addr}/healthz {} {}",
+                answer.status, answer.body
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(answer) => {
+            println!(
+                "unhealthy: http://{addr}/healthz {} {}",
+                answer.status, answer.body
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            println!("unhealthy: http://{addr}/healthz: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn tool(fut: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {

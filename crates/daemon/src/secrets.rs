@@ -3,8 +3,10 @@
 //!
 //! Each comes from, in order: its environment variable (the seed's names),
 //! a `*_FILE` environment variable or `[secrets] *_file` path, systemd's
-//! `$CREDENTIALS_DIRECTORY/<name>`, or — when none is configured — a file
-//! generated on first start under `<data_dir>/secrets/` with mode 0600.
+//! `$CREDENTIALS_DIRECTORY/<name>`, a container secret `/run/secrets/<name>`
+//! (where Docker, Podman and Compose mount `secrets:`), or — when none is
+//! there — a file generated on first start under `<data_dir>/secrets/` with
+//! mode 0600. `<name>` is `report_secret`, `admin_api_key` or `master_key`.
 //! Values are never logged; only where they came from.
 
 use std::fs;
@@ -72,6 +74,9 @@ struct Spec {
     env_file: &'static str,
 }
 
+/// Where container engines mount the `secrets:` of a compose file.
+pub const CONTAINER_SECRETS_DIR: &str = "/run/secrets";
+
 const REPORT: Spec = Spec {
     name: "report_secret",
     env: "REPORT_SHARED_SECRET",
@@ -99,13 +104,27 @@ impl Secrets {
         config: &Config,
         env: &[(String, String)],
     ) -> anyhow::Result<(Secrets, Vec<(&'static str, Origin)>)> {
+        Self::load_with(config, env, Path::new(CONTAINER_SECRETS_DIR))
+    }
+
+    /// [`Secrets::load`] with the container secrets directory named (tests).
+    fn load_with(
+        config: &Config,
+        env: &[(String, String)],
+        container_dir: &Path,
+    ) -> anyhow::Result<(Secrets, Vec<(&'static str, Origin)>)> {
         let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let dir = config.data_dir.join("secrets");
         let credentials = lookup("CREDENTIALS_DIRECTORY").map(PathBuf::from);
         let mut origins = Vec::new();
         let mut one = |spec: &Spec, file: &Option<PathBuf>| -> anyhow::Result<Secret> {
-            let (secret, origin) =
-                resolve(spec, file.as_deref(), &lookup, credentials.as_deref(), &dir)?;
+            let places = Places {
+                configured_file: file.as_deref(),
+                credentials: credentials.as_deref(),
+                container: container_dir,
+                generated: &dir,
+            };
+            let (secret, origin) = resolve(spec, &places, &lookup)?;
             origins.push((spec.name, origin));
             Ok(secret)
         };
@@ -140,12 +159,22 @@ impl Secrets {
     }
 }
 
+/// The places a secret may come from besides the environment.
+struct Places<'a> {
+    /// `[secrets] <name>_file`.
+    configured_file: Option<&'a Path>,
+    /// systemd's `$CREDENTIALS_DIRECTORY`.
+    credentials: Option<&'a Path>,
+    /// [`CONTAINER_SECRETS_DIR`].
+    container: &'a Path,
+    /// `<data_dir>/secrets`.
+    generated: &'a Path,
+}
+
 fn resolve(
     spec: &Spec,
-    configured_file: Option<&Path>,
+    places: &Places<'_>,
     lookup: &dyn Fn(&str) -> Option<String>,
-    credentials: Option<&Path>,
-    generated_dir: &Path,
 ) -> anyhow::Result<(Secret, Origin)> {
     if let Some(value) = lookup(spec.env) {
         let value = value.trim().to_string();
@@ -154,17 +183,19 @@ fn resolve(
     }
     let file = lookup(spec.env_file)
         .map(PathBuf::from)
-        .or_else(|| configured_file.map(Path::to_path_buf))
+        .or_else(|| places.configured_file.map(Path::to_path_buf))
         .or_else(|| {
-            credentials
+            places
+                .credentials
                 .map(|dir| dir.join(spec.name))
                 .filter(|path| path.exists())
-        });
+        })
+        .or_else(|| Some(places.container.join(spec.name)).filter(|path| path.exists()));
     if let Some(path) = file {
         let value = read_secret_file(&path)?;
         return Ok((value, Origin::File(path)));
     }
-    let path = generated_dir.join(spec.name);
+    let path = places.generated.join(spec.name);
     if path.exists() {
         return Ok((read_secret_file(&path)?, Origin::File(path)));
     }
@@ -217,6 +248,114 @@ fn generate(path: &Path) -> anyhow::Result<Secret> {
 mod tests {
     use super::*;
 
+    /// A container secrets directory that does not exist: the tests must
+    /// not depend on whatever the machine has under /run/secrets.
+    fn no_container(dir: &tempfile::TempDir) -> PathBuf {
+        dir.path().join("no-run-secrets")
+    }
+
+    fn config_in(dir: &tempfile::TempDir) -> Config {
+        Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn write(path: &Path, text: &str) -> PathBuf {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+        path.to_path_buf()
+    }
+
+    #[test]
+    fn container_secrets_are_read_from_run_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_secrets = dir.path().join("run-secrets");
+        let report = write(&run_secrets.join("report_secret"), "from-compose\n");
+        let admin = write(&run_secrets.join("admin_api_key"), "admin-from-compose\r\n");
+        let (secrets, origins) = Secrets::load_with(&config_in(&dir), &[], &run_secrets).unwrap();
+        assert_eq!(secrets.report_secret.expose(), b"from-compose");
+        assert_eq!(secrets.admin_api_key.expose(), b"admin-from-compose");
+        assert_eq!(origins[0], ("report_secret", Origin::File(report)));
+        assert_eq!(origins[1], ("admin_api_key", Origin::File(admin)));
+        // No master_key under /run/secrets: generated in the data dir as before.
+        assert!(matches!(origins[2].1, Origin::Generated(_)));
+        assert!(!dir.path().join("data/secrets/report_secret").exists());
+    }
+
+    #[test]
+    fn file_variables_and_credentials_win_over_run_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_secrets = dir.path().join("run-secrets");
+        for name in ["report_secret", "admin_api_key", "master_key"] {
+            write(&run_secrets.join(name), "from-run-secrets");
+        }
+        let report_file = write(&dir.path().join("elsewhere/report"), "from-file-variable\n");
+        let credentials = dir.path().join("credentials");
+        write(&credentials.join("admin_api_key"), "from-credentials");
+        let vars = env(&[
+            ("REPORT_SHARED_SECRET_FILE", report_file.to_str().unwrap()),
+            ("CREDENTIALS_DIRECTORY", credentials.to_str().unwrap()),
+            ("POOLDESK_MASTER_KEY", "from-environment"),
+        ]);
+        let (secrets, origins) = Secrets::load_with(&config_in(&dir), &vars, &run_secrets).unwrap();
+        assert_eq!(secrets.report_secret.expose(), b"from-file-variable");
+        assert_eq!(origins[0].1, Origin::File(report_file));
+        assert_eq!(secrets.admin_api_key.expose(), b"from-credentials");
+        assert_eq!(secrets.master_key.expose(), b"from-environment");
+        assert_eq!(origins[2].1, Origin::Env("POOLDESK_MASTER_KEY"));
+    }
+
+    #[test]
+    fn every_file_variable_is_honoured() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = dir.path().join("files");
+        let vars = env(&[
+            (
+                "REPORT_SHARED_SECRET_FILE",
+                write(&files.join("r"), "r-value\n").to_str().unwrap(),
+            ),
+            (
+                "MINING_SERVER_API_KEY_FILE",
+                write(&files.join("a"), "a-value").to_str().unwrap(),
+            ),
+            (
+                "POOLDESK_MASTER_KEY_FILE",
+                write(&files.join("m"), "m-value\n").to_str().unwrap(),
+            ),
+        ]);
+        let (secrets, origins) =
+            Secrets::load_with(&config_in(&dir), &vars, &no_container(&dir)).unwrap();
+        assert_eq!(secrets.report_secret.expose(), b"r-value");
+        assert_eq!(secrets.admin_api_key.expose(), b"a-value");
+        assert_eq!(secrets.master_key.expose(), b"m-value");
+        assert!(origins.iter().all(|(_, o)| matches!(o, Origin::File(_))));
+        assert!(
+            !dir.path().join("data/secrets").exists(),
+            "nothing generated"
+        );
+    }
+
+    #[test]
+    fn empty_or_unreadable_secret_file_stops_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_secrets = dir.path().join("run-secrets");
+        write(&run_secrets.join("report_secret"), "\n");
+        let err = Secrets::load_with(&config_in(&dir), &[], &run_secrets).unwrap_err();
+        assert!(err.to_string().contains("is empty"), "{err}");
+        let missing = dir.path().join("nope");
+        let vars = env(&[("MINING_SERVER_API_KEY_FILE", missing.to_str().unwrap())]);
+        let err = Secrets::load_with(&config_in(&dir), &vars, &no_container(&dir)).unwrap_err();
+        assert!(err.to_string().contains("cannot read"), "{err}");
+    }
+
     #[test]
     fn generates_once_with_mode_0600_and_reuses() {
         let dir = tempfile::tempdir().unwrap();
@@ -224,12 +363,12 @@ mod tests {
             data_dir: dir.path().to_path_buf(),
             ..Config::default()
         };
-        let (first, origins) = Secrets::load(&config, &[]).unwrap();
+        let (first, origins) = Secrets::load_with(&config, &[], &no_container(&dir)).unwrap();
         assert!(matches!(origins[0].1, Origin::Generated(_)));
         let path = dir.path().join("secrets/admin_api_key");
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let (second, origins) = Secrets::load(&config, &[]).unwrap();
+        let (second, origins) = Secrets::load_with(&config, &[], &no_container(&dir)).unwrap();
         assert!(matches!(origins[0].1, Origin::File(_)));
         assert_eq!(first.admin_api_key.expose(), second.admin_api_key.expose());
         assert_ne!(first.admin_api_key.expose(), first.report_secret.expose());
@@ -243,7 +382,7 @@ mod tests {
             ..Config::default()
         };
         let env = vec![("REPORT_SHARED_SECRET".to_string(), "s3cr3t".to_string())];
-        let (secrets, origins) = Secrets::load(&config, &env).unwrap();
+        let (secrets, origins) = Secrets::load_with(&config, &env, &no_container(&dir)).unwrap();
         assert_eq!(secrets.report_secret.expose(), b"s3cr3t");
         assert_eq!(origins[0].1, Origin::Env("REPORT_SHARED_SECRET"));
         assert!(!format!("{secrets:?}").contains("s3cr3t"));
