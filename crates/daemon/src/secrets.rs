@@ -271,6 +271,8 @@ mod tests {
     fn write(path: &Path, text: &str) -> PathBuf {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(path, text).unwrap();
+        // As an operator must leave them: closed to group and others.
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
         path.to_path_buf()
     }
 
