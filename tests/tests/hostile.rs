@@ -72,7 +72,11 @@ fn honest_report(n: u64) -> Vec<u8> {
 async fn registration_is_by_admin_unless_opened() {
     let d = daemon("").await;
     let (status, answer) = self_register(&d, "self.anyone").await;
-    assert_eq!((status, code(&answer)), (403, Some("forbidden")), "{answer}");
+    assert_eq!(
+        (status, code(&answer)),
+        (403, Some("forbidden")),
+        "{answer}"
+    );
     assert!(answer.get("api_key").is_none());
     assert_eq!(d.get("/v1/user/profile/self.anyone").await.0, 404);
     d.assert_verified();
@@ -95,7 +99,11 @@ async fn minting_with_a_huge_work_score_is_refused() {
             &block("self.minter", "blk-1", "h1", json!(21_000_000_000_000u64)),
         )
         .await;
-    assert_eq!((status, code(&answer)), (422, Some("credit_limit")), "{answer}");
+    assert_eq!(
+        (status, code(&answer)),
+        (422, Some("credit_limit")),
+        "{answer}"
+    );
     assert!(answer.get("credited_msat").is_none());
     assert_eq!(d.balances(), before, "a refused report moves nothing");
     // Within the bound it is credited (default 0.0001 BTC per report =
@@ -132,7 +140,12 @@ async fn block_credits_stop_at_the_daily_bound_while_the_pool_reports_on() {
                 "/v1/ingest/block",
                 "self.farmer",
                 &key,
-                &block("self.farmer", &format!("b{i}"), &format!("h{i}"), json!(100)),
+                &block(
+                    "self.farmer",
+                    &format!("b{i}"),
+                    &format!("h{i}"),
+                    json!(100),
+                ),
             )
             .await;
         outcomes.push((status, code(&answer).map(str::to_string)));
@@ -204,9 +217,9 @@ async fn oversized_credits_never_fail_the_honest_reports_of_their_group() {
         }
         codes
     };
-    let honest = futures::future::join_all((0..200u64).map(|n| async move {
-        d_ref.post_signed_report(&honest_report(n)).await.0
-    }));
+    let honest = futures::future::join_all(
+        (0..200u64).map(|n| async move { d_ref.post_signed_report(&honest_report(n)).await.0 }),
+    );
     let (codes, honest) = tokio::join!(attack, honest);
     assert_eq!(codes[0].0, 202, "{codes:?}");
     assert!(
@@ -215,7 +228,10 @@ async fn oversized_credits_never_fail_the_honest_reports_of_their_group() {
             .all(|c| *c == (422, Some("balance_bound".to_string()))),
         "{codes:?}"
     );
-    assert!(honest.iter().all(|s| *s == 200), "honest reports: {honest:?}");
+    assert!(
+        honest.iter().all(|s| *s == 200),
+        "honest reports: {honest:?}"
+    );
     assert_eq!(
         d.balance_msat("flood").await,
         filled + 500_000_000_000_000_000
@@ -281,7 +297,11 @@ async fn a_future_pool_id_cannot_be_squatted() {
     assert_eq!(status, 201, "{answer}");
     let before = miner_balances(&d);
     let (status, answer) = d.post_report("self.squatter", "rig", 5).await;
-    assert_eq!((status, code(&answer)), (422, Some("reserved_id")), "{answer}");
+    assert_eq!(
+        (status, code(&answer)),
+        (422, Some("reserved_id")),
+        "{answer}"
+    );
     assert_eq!(miner_balances(&d), before);
     // The admin links a pool id by issuing its key.
     let key = d.issue_key("bc1-future-miner").await;
@@ -316,7 +336,11 @@ async fn look_alike_and_invisible_ids_are_refused() {
         }))
         .unwrap();
         let (status, answer) = d.post_signed_report(&body).await;
-        assert_eq!((status, code(&answer)), (422, Some("invalid")), "{id:?}: {answer}");
+        assert_eq!(
+            (status, code(&answer)),
+            (422, Some("invalid")),
+            "{id:?}: {answer}"
+        );
         let (status, answer) = self_register(&d, &format!("self.{id}")).await;
         assert_eq!(status, 422, "{id:?}: {answer}");
     }
@@ -368,7 +392,11 @@ async fn block_ids_are_judged_per_miner_and_a_409_reveals_only_your_own() {
             &block("victim", "blk-100", "0000abc", json!(3)),
         )
         .await;
-    assert_eq!((status, code(&answer)), (409, Some("duplicate_event")), "{answer}");
+    assert_eq!(
+        (status, code(&answer)),
+        (409, Some("duplicate_event")),
+        "{answer}"
+    );
     assert_eq!(answer["credited_msat"], 300_000);
     assert!(!answer.to_string().contains("700000"), "{answer}");
     let (status, answer) = d
@@ -380,7 +408,11 @@ async fn block_ids_are_judged_per_miner_and_a_409_reveals_only_your_own() {
             &block("victim", "blk-101", "0000abc", json!(3)),
         )
         .await;
-    assert_eq!((status, code(&answer)), (409, Some("duplicate_block")), "{answer}");
+    assert_eq!(
+        (status, code(&answer)),
+        (409, Some("duplicate_block")),
+        "{answer}"
+    );
     assert_eq!(d.balance_msat("victim").await, 300_000);
     assert_eq!(d.balance_msat("griefer").await, 700_000);
     d.assert_verified();
@@ -400,7 +432,11 @@ async fn miners_cannot_raise_their_own_tier() {
             &json!({"user_id": "climber", "tier": "TIER_5_CLUSTER", "ts": now_s()}),
         )
         .await;
-    assert_eq!((status, code(&answer)), (403, Some("admin_only")), "{answer}");
+    assert_eq!(
+        (status, code(&answer)),
+        (403, Some("admin_only")),
+        "{answer}"
+    );
     assert_eq!(d.get("/v1/user/profile/climber").await.1["tier"], before);
 }
 
@@ -412,23 +448,45 @@ async fn a_captured_payout_address_change_cannot_be_replayed() {
     let key = d.issue_key("owner").await;
     let first = regtest_address();
     let second = regtest_address();
-    let change = |address: &str, event: &str| {
-        json!({"miner_id": "owner", "address": address, "event_id": event, "ts": now_s()})
-    };
+    let change = |address: &str, event: &str| json!({"miner_id": "owner", "address": address, "event_id": event, "ts": now_s()});
     let old_body = serde_json::to_vec(&change(&first, "addr-1")).unwrap();
     let (status, answer) = d
-        .signed_raw("POST", "/api/miner/payout_address", "owner", &key, &old_body, now_s())
+        .signed_raw(
+            "POST",
+            "/api/miner/payout_address",
+            "owner",
+            &key,
+            &old_body,
+            now_s(),
+        )
         .await;
     assert_eq!(status, 200, "{answer}");
     let (status, _) = d
-        .signed("POST", "/api/miner/payout_address", "owner", &key, &change(&second, "addr-2"))
+        .signed(
+            "POST",
+            "/api/miner/payout_address",
+            "owner",
+            &key,
+            &change(&second, "addr-2"),
+        )
         .await;
     assert_eq!(status, 200);
     // The attacker replays the first request, byte for byte, in the window.
     let (status, answer) = d
-        .signed_raw("POST", "/api/miner/payout_address", "owner", &key, &old_body, now_s())
+        .signed_raw(
+            "POST",
+            "/api/miner/payout_address",
+            "owner",
+            &key,
+            &old_body,
+            now_s(),
+        )
         .await;
-    assert_eq!((status, code(&answer)), (409, Some("duplicate_event")), "{answer}");
+    assert_eq!(
+        (status, code(&answer)),
+        (409, Some("duplicate_event")),
+        "{answer}"
+    );
     assert_eq!(
         d.get("/api/miners/owner").await.1["payout_address"],
         second.as_str()
@@ -476,7 +534,11 @@ async fn a_signature_made_for_one_endpoint_is_refused_on_another() {
             .unwrap();
         let status = r.status().as_u16();
         let answer: Value = r.json().await.unwrap();
-        assert_eq!((status, code(&answer)), (401, Some("bad_signature")), "{answer}");
+        assert_eq!(
+            (status, code(&answer)),
+            (401, Some("bad_signature")),
+            "{answer}"
+        );
     }
     assert!(d.get("/api/miners/signer").await.1["payout_address"].is_null());
 }
@@ -557,7 +619,11 @@ async fn an_address_is_refused_when_the_wallet_cannot_say_it_is_not_ours() {
             &json!({"miner_id": "cautious", "address": regtest_address(), "event_id": "a", "ts": now_s()}),
         )
         .await;
-    assert_eq!((status, code(&answer)), (502, Some("node_error")), "{answer}");
+    assert_eq!(
+        (status, code(&answer)),
+        (502, Some("node_error")),
+        "{answer}"
+    );
     assert!(
         answer["message"].as_str().unwrap().contains("pool's own"),
         "{answer}"
@@ -579,8 +645,17 @@ async fn metrics_are_closed_to_other_clients_by_default() {
         .unwrap();
     let status = r.status().as_u16();
     let answer: Value = r.json().await.unwrap();
-    assert_eq!((status, code(&answer)), (403, Some("forbidden")), "{answer}");
-    let r = d.http.get(format!("{}/metrics", d.url)).send().await.unwrap();
+    assert_eq!(
+        (status, code(&answer)),
+        (403, Some("forbidden")),
+        "{answer}"
+    );
+    let r = d
+        .http
+        .get(format!("{}/metrics", d.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200, "loopback still reads them");
 }
 
@@ -600,7 +675,11 @@ async fn the_shared_development_secret_cannot_sign_pool_reports() {
     .unwrap();
     let sig = pooldesk_proto::sig::hmac_sha256_hex(shared.as_bytes(), &body);
     let (status, answer) = d.post_report_raw(&body, Some(&sig)).await;
-    assert_eq!((status, code(&answer)), (401, Some("bad_signature")), "{answer}");
+    assert_eq!(
+        (status, code(&answer)),
+        (401, Some("bad_signature")),
+        "{answer}"
+    );
     assert!(miner_balances(&d).is_empty());
     // And the daemon refuses to start with the two secrets equal.
     let dir = tempfile::tempdir().unwrap();

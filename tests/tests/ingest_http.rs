@@ -428,7 +428,9 @@ async fn register(d: &Daemon, user: &str) -> String {
         .admin(
             "POST",
             "/v1/user/register",
-            Some(&json!({"user_id": user, "auth_method": "hmac_personal", "tier": "TIER_2_DESKTOP"})),
+            Some(
+                &json!({"user_id": user, "auth_method": "hmac_personal", "tier": "TIER_2_DESKTOP"}),
+            ),
         )
         .await;
     assert_eq!(status, 201, "{answer}");
@@ -493,7 +495,9 @@ async fn personal_key_contract_status_codes() {
         .admin(
             "POST",
             "/v1/user/register",
-            Some(&json!({"user_id": "dev", "auth_method": "hmac_shared", "tier": "TIER_2_DESKTOP"})),
+            Some(
+                &json!({"user_id": "dev", "auth_method": "hmac_shared", "tier": "TIER_2_DESKTOP"}),
+            ),
         )
         .await;
     assert_eq!(status, 403);
@@ -728,7 +732,10 @@ async fn tiers_are_changed_by_the_admin_only_and_auth_test_answers() {
         &json!({"user_id": "u1", "tier": "TIER_3_WORKSTATION"}),
     )
     .await;
-    assert_eq!((status, answer["error"].as_str()), (403, Some("admin_only")));
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (403, Some("admin_only"))
+    );
     // A miner's own signature cannot raise its tier (and with it its limits).
     for body in [
         json!({"user_id": "u1", "tier": "TIER_3_WORKSTATION"}),

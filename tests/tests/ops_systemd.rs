@@ -550,8 +550,7 @@ async fn example_config_runs_with_systemd_credentials_and_runtime_dir() {
         // systemd hands credentials over as 0400 files; the daemon refuses
         // secret files open to group or others.
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(creds.join(name), std::fs::Permissions::from_mode(0o400))
-            .unwrap();
+        std::fs::set_permissions(creds.join(name), std::fs::Permissions::from_mode(0o400)).unwrap();
     }
     let port = free_port();
     let args: Vec<String> = vec![

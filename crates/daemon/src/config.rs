@@ -607,8 +607,14 @@ impl Config {
             );
         }
         for (key, map) in [
-            ("limits.tier_block_credit_max_btc", &self.limits.tier_block_credit_max_btc),
-            ("limits.tier_block_credit_daily_btc", &self.limits.tier_block_credit_daily_btc),
+            (
+                "limits.tier_block_credit_max_btc",
+                &self.limits.tier_block_credit_max_btc,
+            ),
+            (
+                "limits.tier_block_credit_daily_btc",
+                &self.limits.tier_block_credit_daily_btc,
+            ),
         ] {
             if let Some((tier, _)) = map.iter().find(|(_, v)| v.msat() <= 0) {
                 return bad(&format!("{key}.{tier}"), "must be greater than zero");

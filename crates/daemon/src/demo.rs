@@ -83,8 +83,7 @@ async fn requester(app: App, url: String, miners: u32) {
             },
         };
         let address = demo_address(&id, network);
-        let body =
-            serde_json::json!({"miner_id": id, "address": address, "ts": crate::clock::now_s(),
+        let body = serde_json::json!({"miner_id": id, "address": address, "ts": crate::clock::now_s(),
                 "event_id": format!("demo-address-{}", rand::random::<u64>())});
         if let Err(e) =
             signed_post(&client, &url, "/api/miner/payout_address", &id, &key, &body).await

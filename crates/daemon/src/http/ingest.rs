@@ -86,7 +86,9 @@ impl From<MinerServiceError> for ApiError {
             MinerServiceError::NotFound(_) => ApiError::not_found(message),
             MinerServiceError::Invalid(_) => ApiError::unprocessable("invalid", message),
             MinerServiceError::Forbidden(_) => ApiError::forbidden("forbidden", message),
-            MinerServiceError::Namespace(_) => ApiError::unprocessable("reserved_namespace", message),
+            MinerServiceError::Namespace(_) => {
+                ApiError::unprocessable("reserved_namespace", message)
+            }
             MinerServiceError::RateLimited(seconds) => ApiError::too_many(message, seconds),
             MinerServiceError::Store(e) => e.into(),
         }
@@ -248,10 +250,10 @@ async fn update_tier(
     app.miners
         .update_tier(admin.actor, request.user_id.clone(), request.tier.clone())
         .await?;
-    Ok(axum::Json(
-        json!({"status": "success", "user_id": request.user_id, "tier": request.tier}),
+    Ok(
+        axum::Json(json!({"status": "success", "user_id": request.user_id, "tier": request.tier}))
+            .into_response(),
     )
-    .into_response())
 }
 
 /// `POST /v1/user/auth-test` — signed; says whether the signature is right.

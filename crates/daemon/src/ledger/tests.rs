@@ -193,22 +193,21 @@ fn accrued_credits_roll_up_into_one_transfer_per_account() {
 }
 
 /// Accrues like the ingest jobs do: every check before the first write.
-fn accrue_job(
-    ctx: &mut WriteCtx<'_>,
-    credit: &str,
-    amount_msat: i64,
-) -> Result<(), LedgerError> {
+fn accrue_job(ctx: &mut WriteCtx<'_>, credit: &str, amount_msat: i64) -> Result<(), LedgerError> {
     check_accrue(ctx, POOL_REWARDS, credit, amount_msat)?;
-    accrue(ctx, POOL_REWARDS, credit, TransferKind::ShareCredit, amount_msat)?;
+    accrue(
+        ctx,
+        POOL_REWARDS,
+        credit,
+        TransferKind::ShareCredit,
+        amount_msat,
+    )?;
     Ok(())
 }
 
 /// Runs `jobs` (credit account, amount) as one group commit: a first job
 /// holds the writer until every job is queued behind it.
-fn one_group(
-    store: &Store,
-    jobs: &[(String, i64)],
-) -> Vec<Result<(), WriteError<LedgerError>>> {
+fn one_group(store: &Store, jobs: &[(String, i64)]) -> Vec<Result<(), WriteError<LedgerError>>> {
     let (release, wait) = std::sync::mpsc::channel::<()>();
     let gate = store.queue_fast_blocking(move |_ctx| {
         wait.recv().ok();
@@ -235,7 +234,12 @@ fn an_overflowing_credit_is_refused_alone_and_its_group_commits() {
     // Near the bound already.
     post_blocking(
         &store,
-        req("big", POOL_ADJUSTMENTS, "miner:whale", MAX_BALANCE_MSAT - 10),
+        req(
+            "big",
+            POOL_ADJUSTMENTS,
+            "miner:whale",
+            MAX_BALANCE_MSAT - 10,
+        ),
     )
     .unwrap();
     let results = one_group(
@@ -244,8 +248,8 @@ fn an_overflowing_credit_is_refused_alone_and_its_group_commits() {
             ("miner:a".into(), 1_000),
             ("miner:whale".into(), 11), // would pass the bound
             ("miner:b".into(), 2_000),
-            ("miner:whale".into(), 10), // exactly to the bound
-            ("miner:whale".into(), 1),  // now beyond it
+            ("miner:whale".into(), 10),            // exactly to the bound
+            ("miner:whale".into(), 1),             // now beyond it
             ("miner:c".into(), MAX_TRANSFER_MSAT), // fine on its own account
         ],
     );
@@ -278,7 +282,11 @@ fn an_overflowing_credit_is_refused_alone_and_its_group_commits() {
 #[test]
 fn a_direct_transfer_beyond_the_bound_is_refused_and_changes_nothing() {
     let (_dir, store) = open();
-    post_blocking(&store, req("a", POOL_ADJUSTMENTS, "miner:a", MAX_BALANCE_MSAT)).unwrap();
+    post_blocking(
+        &store,
+        req("a", POOL_ADJUSTMENTS, "miner:a", MAX_BALANCE_MSAT),
+    )
+    .unwrap();
     let refused = post_blocking(&store, req("b", POOL_REWARDS, "miner:a", 1));
     assert!(
         matches!(
@@ -291,7 +299,10 @@ fn a_direct_transfer_beyond_the_bound_is_refused_and_changes_nothing() {
         store.read_blocking(|c| balance(c, "miner:a")).unwrap(),
         MAX_BALANCE_MSAT
     );
-    assert_eq!(store.read_blocking(|c| balance(c, POOL_REWARDS)).unwrap(), 0);
+    assert_eq!(
+        store.read_blocking(|c| balance(c, POOL_REWARDS)).unwrap(),
+        0
+    );
     assert_clean(&store);
 }
 

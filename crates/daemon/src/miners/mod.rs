@@ -344,8 +344,14 @@ mod tests {
         // Invisible, look-alike and decomposed ids are refused.
         assert!(validate_id("miner_id", "demo-miner-1\u{200b}").is_err());
         assert!(validate_id("miner_id", "demo\u{2060}miner").is_err());
-        assert!(validate_id("miner_id", "p\u{0430}ypal").is_err(), "Latin + Cyrillic");
-        assert!(validate_id("miner_id", "mu\u{0308}ller").is_err(), "not NFC");
+        assert!(
+            validate_id("miner_id", "p\u{0430}ypal").is_err(),
+            "Latin + Cyrillic"
+        );
+        assert!(
+            validate_id("miner_id", "mu\u{0308}ller").is_err(),
+            "not NFC"
+        );
         assert!(validate_id("miner_id", "a b").is_err());
         assert!(validate_id("miner_id", "a\u{00a0}b").is_err());
         assert!(validate_id("miner_id", "a%b").is_err());
