@@ -632,3 +632,80 @@ async fn the_global_in_flight_limit_holds_across_routes() {
     assert_eq!(miner_balances(&d), before + 2000);
     d.assert_verified();
 }
+
+// ---- rate limits by route class ---------------------------------------------------
+
+/// Signed pool ingest is limited by its key, not by IP: an honest pool far
+/// past the per-IP allowance keeps being served, while an address sending
+/// bad signatures is throttled on ingest (429, limit `ip_ingest_auth`) and
+/// a public class (profiles) bites at its own, smaller allowance.
+///
+/// Made to fail once: with `RouteClass::PoolIngest` classified as
+/// `General`, the honest pool's sixth report was 429.
+#[tokio::test(flavor = "multi_thread")]
+async fn pool_ingest_is_limited_by_key_not_ip_and_public_classes_bite() {
+    let d = start(
+        "[http]\nper_ip_per_minute = 5\ningest_auth_failures_per_ip_per_minute = 3\n\
+         profile_per_ip_per_minute = 2\n",
+    )
+    .await;
+    let before = miner_balances(&d);
+    for _ in 0..20 {
+        let (status, body) = d.post_report("honest-3", "rig", 1).await;
+        assert_eq!(
+            status, 200,
+            "an honest pool past the per-IP allowance: {body}"
+        );
+    }
+    // Bad signatures from another address: three a minute are allowed
+    // (each answered 401); the one past them is still answered, and
+    // charged, and from then on the address gets 429.
+    let forger = client_from("127.0.0.12");
+    let report = serde_json::to_vec(&json!({"miner_id": "honest-3", "worker_name": "w",
+        "shares": 1000, "event_id": "forged-1", "ts": pooldesk_e2e::daemon::now_s()}))
+    .expect("json");
+    for _ in 0..4 {
+        let (status, body) = response(
+            forger
+                .post(format!("{}/api/report_share", d.url))
+                .header("content-type", "application/json")
+                .header("x-report-sig", "00")
+                .body(report.clone()),
+        )
+        .await;
+        assert_error(status, &body, 401, "bad_signature");
+    }
+    let (status, body) = response(
+        forger
+            .post(format!("{}/api/report_share", d.url))
+            .header("content-type", "application/json")
+            .header("x-report-sig", "00")
+            .body(report.clone()),
+    )
+    .await;
+    assert_error(status, &body, 429, "rate_limited");
+    assert_eq!(body["limit"], "ip_ingest_auth");
+    // The honest pool is not affected by the forger's throttle.
+    let (status, body) = d.post_report("honest-3", "rig", 1).await;
+    assert_eq!(status, 200, "{body}");
+    // Profiles: two, then 429 for this address only.
+    let viewer = client_from("127.0.0.13");
+    for _ in 0..2 {
+        let (status, body) = response(viewer.get(format!("{}/api/miners/honest-3", d.url))).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = response(viewer.get(format!("{}/api/miners/honest-3", d.url))).await;
+    assert_error(status, &body, 429, "rate_limited");
+    assert_eq!(body["limit"], "ip_profile");
+    assert!(
+        metric(
+            &d,
+            "pooldesk_http_rate_limited_total{limit=\"ip_ingest_auth\"}"
+        )
+        .await
+            >= 1.0
+    );
+    assert!(metric(&d, "pooldesk_http_rate_limited_total{limit=\"ip_profile\"}").await >= 1.0);
+    assert_eq!(miner_balances(&d), before + 21 * 1000);
+    d.assert_verified();
+}

@@ -18,7 +18,7 @@
 //! limited by IP: an honest pool sends everything from one gateway address.
 //! It is limited by its key (`http.ingest_per_key_per_minute`, charged for
 //! every request that passed authentication), and an address is throttled
-//! on ingest only after `http.ingest_auth_failures_per_ip_per_minute`
+//! on ingest only after more than `http.ingest_auth_failures_per_ip_per_minute`
 //! requests that failed authentication (401). Both are charged after the
 //! answer and consulted before the next request, so nobody can spend
 //! another's allowance: only requests with the right key charge the key.
