@@ -598,7 +598,7 @@ async fn the_global_in_flight_limit_holds_across_routes() {
     // Wait until the three are in flight: other routes are then refused.
     let deadline = Instant::now() + DEADLINE;
     let refused = loop {
-        let (status, body) = response(other.get(format!("{}/api/miners/x", d.url))).await;
+        let (status, body) = response(other.get(format!("{}/no-such-page", d.url))).await;
         if status == 503 {
             break body;
         }
@@ -610,7 +610,9 @@ async fn the_global_in_flight_limit_holds_across_routes() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_error(503, &refused, 503, "overloaded");
-    // Another route, another method: the same limit.
+    // Other routes, other methods: the same limit.
+    let (status, body) = response(other.get(format!("{}/api/miners/x", d.url))).await;
+    assert_error(status, &body, 503, "overloaded");
     let (status, body) = response(
         other
             .post(format!("{}/api/withdraw", d.url))
