@@ -462,7 +462,9 @@ async fn cross_site_posts_to_the_faucet_are_refused_and_change_nothing() {
             .expect("json");
     let own_origin = format!("http://{}", d.http_addr);
     let json_type = ("content-type", "application/json");
-    let attacks: Vec<(Vec<(&str, &str)>, u16, &str)> = vec![
+    // (request headers, expected status, expected error code)
+    type Attack<'a> = (Vec<(&'a str, &'a str)>, u16, &'a str);
+    let attacks: Vec<Attack> = vec![
         (
             vec![("content-type", "application/x-www-form-urlencoded")],
             415,
