@@ -26,7 +26,7 @@ cd "$(dirname "$0")/../.."
 SOAK_SECONDS="${SOAK_SECONDS:-60}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-25}"
 CARGO_FUZZ_VERSION=0.13.2
-FUZZ_TARGETS=(canonical amount control_frame pow)
+FUZZ_TARGETS=(canonical amount control_frame pow pool_report block_report withdraw_body faucet_body)
 FUZZ_FLAGS=(-s none --codegen-units 16)
 
 step() { printf '\n==> %s\n' "$*"; }

@@ -8,9 +8,18 @@ use std::time::{Duration, Instant};
 use pooldesk_e2e::daemon::{Daemon, DaemonOptions, regtest_address};
 use serde_json::{Value, json};
 
+/// These scenarios test the faucet's own rules (cooldowns, budget) with
+/// many claims from one client, so the per-IP faucet rate limit
+/// (`http.faucet_per_ip_per_minute`, tested in `hostile_http`) is raised.
 async fn start(config: &str) -> Daemon {
+    const RAISE: &str = "faucet_per_ip_per_minute = 100000\n";
+    let config = if config.contains("[http]\n") {
+        config.replacen("[http]\n", &format!("[http]\n{RAISE}"), 1)
+    } else {
+        format!("{config}\n[http]\n{RAISE}")
+    };
     Daemon::start(DaemonOptions {
-        config: config.to_string(),
+        config,
         ..DaemonOptions::default()
     })
     .await

@@ -70,19 +70,20 @@ async fn the_request_after_the_per_ip_allowance_is_429_with_retry_after() {
         let (status, _, body) = get(&d, path, None).await;
         assert_ne!(status, 429, "{path}: {body}");
     }
-    // …the sixth is refused, whatever the endpoint, ingest included.
+    // …the sixth is refused, whatever the endpoint…
     let (status, retry, body) = get(&d, "/api/miners/a", None).await;
     assert_rate_limited(status, retry, &body);
     assert_eq!(body["limit_per_minute"], 5);
-    let (status, _) = d.post_report("m", "w", 1).await;
-    assert_eq!(status, 429);
-    // No credit went through.
-    assert_eq!(d.sql_i64("SELECT COUNT(*) FROM share_reports"), 0);
+    // …but signed pool ingest, which is limited by its key and never by
+    // IP: an honest pool behind this address is still served.
+    let (status, body) = d.post_report("m", "w", 1).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(d.sql_i64("SELECT COUNT(*) FROM share_reports"), 1);
     // Local health checks and scrapes stay exempt.
     for _ in 0..10 {
         assert_eq!(get(&d, "/healthz", None).await.0, 200);
     }
-    assert!(metric(&d, "pooldesk_http_rate_limited_total{limit=\"ip\"}").await >= 2.0);
+    assert!(metric(&d, "pooldesk_http_rate_limited_total{limit=\"ip\"}").await >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -303,7 +303,12 @@ async fn delivery_delays(d: &Daemon, stream: &mut EventStream, n: usize) -> Vec<
 
 #[tokio::test]
 async fn clients_that_never_read_do_not_delay_the_others() {
-    let d = start("").await;
+    // 200 stalled streams from one address: past the per-client defaults.
+    let d = start(
+        "[http]\nmax_connections_per_ip = 1000\nmax_sse_streams_per_ip = 1000\n\
+         stream_per_ip_per_minute = 100000\n",
+    )
+    .await;
     let url = format!("{}/api/stream", d.url);
     let mut reader = EventStream::open(&url, None).await;
     let baseline = delivery_delays(&d, &mut reader, 20).await;
@@ -369,7 +374,9 @@ async fn flood(d: &Daemon, n: usize, parallel: usize) {
 
 #[tokio::test]
 async fn sigterm_with_open_streams_shuts_down_promptly() {
-    let mut d = start("").await;
+    // 50 streams from one address: past the per-client defaults.
+    let mut d =
+        start("[http]\nmax_sse_streams_per_ip = 100\nstream_per_ip_per_minute = 1000\n").await;
     let url = format!("{}/api/stream?miner=erin", d.url);
     let mut readers = Vec::new();
     for _ in 0..30 {

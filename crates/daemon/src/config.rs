@@ -84,6 +84,31 @@ pub struct HttpConfig {
     pub per_ip_per_minute: u32,
     /// Serve `/metrics` to everyone (`true`) or only to loopback peers.
     pub metrics_public: bool,
+    // ---- transport limits (issue 10) ----
+    /// Seconds a client has to send a whole request body; past it, 408.
+    pub body_timeout_s: u64,
+    /// Open connections per TCP peer (IPv6 per /64); trusted proxies exempt.
+    pub max_connections_per_ip: usize,
+    /// Live `/api/stream` streams per client IP (IPv6 per /64).
+    pub max_sse_streams_per_ip: usize,
+    /// Seconds a stream lives before the server ends it (the client
+    /// reconnects with `Last-Event-ID`).
+    pub sse_max_lifetime_s: u64,
+    /// Origins (`https://pool.example`) allowed on state-changing requests
+    /// besides the request's own `Host`.
+    pub allowed_origins: Vec<String>,
+    /// Per client IP per minute: `/v1/user/profile/*`, `/api/miners/*`.
+    pub profile_per_ip_per_minute: u32,
+    /// Per client IP per minute: `/api/stream` opens.
+    pub stream_per_ip_per_minute: u32,
+    /// Per client IP per minute: faucet challenges and claims.
+    pub faucet_per_ip_per_minute: u32,
+    /// Per client IP per minute: `/v1/user/register`.
+    pub register_per_ip_per_minute: u32,
+    /// Pool ingest: requests per minute per pool key (not per IP).
+    pub ingest_per_key_per_minute: u32,
+    /// Pool ingest: failed authentications per client IP per minute.
+    pub ingest_auth_failures_per_ip_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -287,8 +312,19 @@ impl Default for HttpConfig {
             max_concurrent_requests: 4096,
             max_sse_streams: 20_000,
             sse_replay_events: 4096,
-            per_ip_per_minute: 600_000,
+            per_ip_per_minute: 3000,
             metrics_public: false,
+            body_timeout_s: 10,
+            max_connections_per_ip: 128,
+            max_sse_streams_per_ip: 8,
+            sse_max_lifetime_s: 3600,
+            allowed_origins: Vec::new(),
+            profile_per_ip_per_minute: 120,
+            stream_per_ip_per_minute: 30,
+            faucet_per_ip_per_minute: 10,
+            register_per_ip_per_minute: 10,
+            ingest_per_key_per_minute: 600_000,
+            ingest_auth_failures_per_ip_per_minute: 30,
         }
     }
 }
@@ -573,6 +609,28 @@ impl Config {
         }
         if self.http.max_concurrent_requests == 0 {
             return bad("http.max_concurrent_requests", "must be at least 1");
+        }
+        if !(1..=3600).contains(&self.http.body_timeout_s) {
+            return bad("http.body_timeout_s", "must be between 1 and 3600");
+        }
+        if self.http.max_connections_per_ip == 0 || self.http.max_sse_streams_per_ip == 0 {
+            return bad(
+                "http.max_connections_per_ip",
+                "max_connections_per_ip and max_sse_streams_per_ip must be at least 1",
+            );
+        }
+        if self.http.sse_max_lifetime_s == 0 {
+            return bad("http.sse_max_lifetime_s", "must be at least 1");
+        }
+        if let Some(origin) =
+            self.http.allowed_origins.iter().find(|o| {
+                !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/')
+            })
+        {
+            return bad(
+                "http.allowed_origins",
+                &format!("{origin:?} is not an origin (scheme://host[:port], no path)"),
+            );
         }
         if self.store.read_connections == 0 || self.store.read_connections > 64 {
             return bad("store.read_connections", "must be between 1 and 64");

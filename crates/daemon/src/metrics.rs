@@ -191,12 +191,22 @@ impl Metrics {
         let rate_limited = Family::<LimitLabel, Counter>::default();
         registry.register(
             "http_rate_limited",
-            "HTTP requests answered 429 by a rate limit, by limit (ip, user, registration)",
+            "HTTP requests answered 429 by a rate limit, by limit (ip, ip_profile, ip_stream, ip_faucet, ip_register, ip_ingest_auth, pool_key, user, registration)",
             rate_limited.clone(),
         );
         // Exported at 0 from the start, so rate() and absence alerts work
         // before the first refusal.
-        for limit in ["ip", "user", "registration"] {
+        for limit in [
+            "ip",
+            "user",
+            "registration",
+            "ip_profile",
+            "ip_stream",
+            "ip_faucet",
+            "ip_register",
+            "pool_key",
+            "ip_ingest_auth",
+        ] {
             let _ = rate_limited.get_or_create(&LimitLabel { limit });
         }
         let rate_limit_keys = Gauge::default();

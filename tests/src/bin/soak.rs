@@ -63,6 +63,12 @@ const MAX_WAL_BYTES: u64 = 48 * 1024 * 1024;
 const CONFIG: &str = r#"
 [http]
 trusted_proxies = ["127.0.0.1"]
+# Many simulated clients share one address here.
+max_sse_streams_per_ip = 1000
+stream_per_ip_per_minute = 100000
+profile_per_ip_per_minute = 100000
+faucet_per_ip_per_minute = 100000
+per_ip_per_minute = 1000000
 [limits]
 blocks_per_minute = 1000
 signed_per_minute = 1000

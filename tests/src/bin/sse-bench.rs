@@ -182,8 +182,13 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(
         &config,
         format!(
-            "[http]\nmax_sse_streams = {}\n[faucet]\nenabled = false\n[log]\nfilter = \"warn\"\n",
-            args.subscribers + 1000
+            "[http]\nmax_sse_streams = {}\nmax_sse_streams_per_ip = {}\nmax_connections_per_ip = {}\n\
+             stream_per_ip_per_minute = {}\nper_ip_per_minute = 100000000\n\
+             [faucet]\nenabled = false\n[log]\nfilter = \"warn\"\n",
+            args.subscribers + 1000,
+            args.subscribers + 1000,
+            args.subscribers + 1000,
+            args.subscribers + 1000,
         ),
     )?;
     let secret = "bench-report-secret";

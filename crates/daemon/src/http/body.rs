@@ -1,10 +1,18 @@
-//! Request bodies as raw bytes, bounded. Signatures cover the exact bytes
-//! received, so handlers get them before any parsing.
+//! Request bodies as raw bytes, bounded in size and in time. Signatures
+//! cover the exact bytes received, so handlers get them before any parsing.
+//!
+//! **Deadline**: a client has `http.body_timeout_s` from the moment its
+//! request head was read to send the whole body; a body still incomplete
+//! then fails with [`BodyTimeout`], which [`RawBody`] answers 408
+//! `request_timeout` (with `Connection: close`). The deadline is for the
+//! whole body, not per chunk, so a client trickling one byte at a time
+//! cannot hold a request (and its concurrency slot) open for longer.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRef, FromRequest, Request};
@@ -49,6 +57,23 @@ where
                     if err.is::<http_body_util::LengthLimitError>() {
                         return Err(too_large());
                     }
+                    if err.is::<BodyTimeout>() {
+                        let app = App::from_ref(state);
+                        app.metrics
+                            .http_refused
+                            .get_or_create(&crate::metrics::StateLabel {
+                                state: "body_timeout",
+                            })
+                            .inc();
+                        return Err(ApiError::new(
+                            axum::http::StatusCode::REQUEST_TIMEOUT,
+                            "request_timeout",
+                            format!(
+                                "the request body was not received within {} s (http.body_timeout_s)",
+                                app.config.http.body_timeout_s
+                            ),
+                        ));
+                    }
                     source = err.source();
                 }
                 Err(ApiError::bad_request("could not read the request body"))
@@ -76,12 +101,30 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Api
     })
 }
 
-/// Answers `Connection: close` when a request's body was not read to its
-/// end — a declared oversize body refused unread, a throttled or unrouted
-/// request. The server drops such a connection after answering (the rest of
-/// the body is still in flight), and a keep-alive client that reused it
-/// would see its next request fail mid-send; the header tells it not to.
-pub async fn close_if_body_unread(request: Request, next: axum::middleware::Next) -> Response {
+/// The body was not complete by its deadline (`http.body_timeout_s`).
+#[derive(Debug)]
+pub struct BodyTimeout;
+
+impl std::fmt::Display for BodyTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("request body deadline passed")
+    }
+}
+
+impl std::error::Error for BodyTimeout {}
+
+/// Puts the body deadline on the request (`timeout` from now, i.e. from the
+/// end of its head), and answers `Connection: close` when a request's body
+/// was not read to its end — a declared oversize body refused unread, a
+/// throttled or unrouted request, a body past its deadline. The server
+/// drops such a connection after answering (the rest of the body is still
+/// in flight), and a keep-alive client that reused it would see its next
+/// request fail mid-send; the header tells it not to.
+pub async fn close_if_body_unread(
+    axum::extract::State(timeout): axum::extract::State<Duration>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
     use axum::body::HttpBody;
     if request.body().is_end_stream() {
         return next.run(request).await;
@@ -91,6 +134,8 @@ pub async fn close_if_body_unread(request: Request, next: axum::middleware::Next
     let body = Body::new(TrackEnd {
         inner: body,
         read_to_end: read_to_end.clone(),
+        deadline: Box::pin(tokio::time::sleep(timeout)),
+        expired: false,
     });
     let mut response = next.run(Request::from_parts(parts, body)).await;
     if !read_to_end.load(Ordering::Acquire) {
@@ -101,10 +146,13 @@ pub async fn close_if_body_unread(request: Request, next: axum::middleware::Next
     response
 }
 
-/// A request body that records whether it was read to its end.
+/// A request body that records whether it was read to its end, and fails
+/// once its deadline passes.
 struct TrackEnd {
     inner: Body,
     read_to_end: Arc<AtomicBool>,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    expired: bool,
 }
 
 impl axum::body::HttpBody for TrackEnd {
@@ -115,9 +163,16 @@ impl axum::body::HttpBody for TrackEnd {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        if self.expired {
+            return Poll::Ready(Some(Err(axum::Error::new(BodyTimeout))));
+        }
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
             self.read_to_end.store(true, Ordering::Release);
+        }
+        if polled.is_pending() && self.deadline.as_mut().poll(cx).is_ready() {
+            self.expired = true;
+            return Poll::Ready(Some(Err(axum::Error::new(BodyTimeout))));
         }
         polled
     }

@@ -119,20 +119,39 @@ enum Nonce {
     Number(u64),
 }
 
+/// A parsed faucet claim, the nonce as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaucetClaim {
+    pub address: String,
+    pub challenge: String,
+    pub nonce: String,
+}
+
+/// Parses a `POST /api/faucet` body exactly as the handler does (public
+/// for the fuzz target).
+pub fn parse_faucet_body(body: &[u8]) -> Result<FaucetClaim, ApiError> {
+    let body: FaucetBody = parse_json(body)?;
+    let nonce = match body.nonce {
+        Nonce::Text(text) => text,
+        Nonce::Number(n) => n.to_string(),
+    };
+    Ok(FaucetClaim {
+        address: body.address,
+        challenge: body.challenge,
+        nonce,
+    })
+}
+
 /// `POST /api/faucet` `{address, challenge, nonce}` → 202.
 async fn request(
     State(app): State<App>,
     ClientIp(ip): ClientIp,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let body: FaucetBody = parse_json(&body)?;
-    let nonce = match body.nonce {
-        Nonce::Text(text) => text,
-        Nonce::Number(n) => n.to_string(),
-    };
+    let body = parse_faucet_body(&body)?;
     let row = app
         .faucet
-        .request(ip, &body.address, &body.challenge, &nonce)
+        .request(ip, &body.address, &body.challenge, &body.nonce)
         .await?;
     Ok((StatusCode::ACCEPTED, axum::Json(row_json(&row))).into_response())
 }

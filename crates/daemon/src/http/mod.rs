@@ -13,9 +13,11 @@ pub mod error;
 pub mod faucet;
 pub mod ingest;
 pub mod miner;
+pub mod origin;
 pub mod payouts;
 pub mod ratelimit;
 pub mod sse;
+pub mod transport;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -33,10 +35,11 @@ use crate::app::App;
 use crate::audit::Actor;
 pub use error::ApiError;
 
-/// Builds the whole router.
+/// Builds the router: every route, the fallbacks and the JSON error
+/// rewrite. The transport limits wrap it once, outside (see [`service`]):
+/// a layer given to `Router::layer` is applied to each route separately,
+/// so a `ConcurrencyLimitLayer` there was a limit per route, not one.
 pub fn router(app: App) -> Router {
-    let max_in_flight = app.config.http.max_concurrent_requests;
-    let per_ip = ratelimit::IpRateLimit::new(&app);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -50,13 +53,50 @@ pub fn router(app: App) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(json_errors))
-        .layer(tower::limit::ConcurrencyLimitLayer::new(max_in_flight))
-        // Outermost: a throttled client is refused before it waits for an
-        // in-flight slot.
-        .layer(middleware::from_fn_with_state(per_ip, ratelimit::limit))
-        // Outside everything that may answer without reading the body.
-        .layer(middleware::from_fn(body::close_if_body_unread))
         .with_state(app)
+}
+
+/// The whole HTTP service: the router inside the transport layers, each
+/// applied once around the whole router (so their limits are global), from
+/// the outside in:
+///
+/// 1. the body deadline (`http.body_timeout_s`) and `Connection: close` on
+///    any answer given before the body was read (outside everything that
+///    may answer early);
+/// 2. per-IP rate limits by route class ([`ratelimit`]) — a throttled
+///    client is refused before it waits for an in-flight slot;
+/// 3. cross-site and content-type refusals ([`origin`]);
+/// 4. the one global in-flight limit (`http.max_concurrent_requests`,
+///    [`transport::in_flight`]).
+pub fn service(
+    app: App,
+) -> impl tower::Service<
+    Request,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ 'static {
+    let body_timeout = Duration::from_secs(app.config.http.body_timeout_s);
+    let per_ip = ratelimit::IpRateLimit::new(&app);
+    let policy = std::sync::Arc::new(origin::OriginPolicy {
+        allowed_origins: app.config.http.allowed_origins.clone(),
+        metrics: app.metrics.clone(),
+    });
+    let in_flight = transport::InFlight::new(&app);
+    tower::ServiceBuilder::new()
+        .layer(middleware::from_fn_with_state(
+            body_timeout,
+            body::close_if_body_unread,
+        ))
+        .layer(middleware::from_fn_with_state(per_ip, ratelimit::limit))
+        .layer(middleware::from_fn_with_state(policy, origin::guard))
+        .layer(middleware::from_fn_with_state(
+            in_flight,
+            transport::in_flight,
+        ))
+        .service(router(app))
 }
 
 async fn healthz(State(app): State<App>) -> Response {
@@ -204,15 +244,17 @@ where
     }
 }
 
-/// Serves the router on `listener` until `app.shutdown` is cancelled, then
-/// stops accepting and lets in-flight requests finish, for at most
+/// Serves the HTTP service on `listener` until `app.shutdown` is cancelled,
+/// then stops accepting and lets in-flight requests finish, for at most
 /// `drain_timeout`.
 ///
 /// An HTTP/1.1-only accept loop rather than `axum::serve`: the daemon speaks
 /// HTTP/1.1 (a TLS proxy in front terminates anything else), and the
 /// protocol-sniffing connection of `axum::serve` costs memory on every
 /// connection — which adds up with ten thousand open SSE streams. It also
-/// bounds how long a client may take to send its request head.
+/// bounds how long a client may take to send its request head, and caps
+/// the connections one peer may hold open (`http.max_connections_per_ip`,
+/// [`transport::Connections`]).
 pub async fn serve(
     app: App,
     listener: tokio::net::TcpListener,
@@ -220,7 +262,9 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     use tower::ServiceExt;
     let shutdown = app.shutdown.clone();
-    let router = router(app);
+    let connections = transport::Connections::new(&app);
+    let metrics = app.metrics.clone();
+    let service = service(app);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
@@ -237,13 +281,26 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let service = hyper::service::service_fn(
-            move |mut request: hyper::Request<hyper::body::Incoming>| {
+        let Some(slot) = connections.open(peer.ip()) else {
+            metrics
+                .http_refused
+                .get_or_create(&crate::metrics::StateLabel {
+                    state: "connections_per_ip",
+                })
+                .inc();
+            tokio::spawn(transport::refuse_connection(
+                stream,
+                connections.max_per_ip(),
+            ));
+            continue;
+        };
+        let service = service.clone();
+        let service =
+            hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let mut request = request.map(axum::body::Body::new);
                 request.extensions_mut().insert(ConnectInfo(peer));
-                router.clone().oneshot(request)
-            },
-        );
+                service.clone().oneshot(request)
+            });
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(Duration::from_secs(30))
@@ -251,6 +308,8 @@ pub async fn serve(
             .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
+            // The slot is this connection's until it ends, however it ends.
+            let _slot = slot;
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "HTTP connection ended with an error");
             }

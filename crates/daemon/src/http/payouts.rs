@@ -460,3 +460,9 @@ async fn finalize_psbt(
         .await?;
     Ok(axum::Json(json!({"status": "ok", "txid": result.txid, "batch_id": result.batch_id, "psbt_id": request.psbt_id})).into_response())
 }
+
+/// Parses a `POST /api/withdraw` body with the handler's own deserializer
+/// (public for the fuzz target; the signature is checked before it).
+pub fn parse_withdraw_body(body: &[u8]) -> Result<(), ApiError> {
+    parse_json::<WithdrawBody>(body).map(|_| ())
+}

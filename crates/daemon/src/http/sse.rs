@@ -21,6 +21,13 @@
 //! per stream. The pool snapshot and credit bursts are rendered to JSON
 //! once per envelope and shared ([`Renders`]), not once per subscriber.
 //!
+//! **Per client**: at most `http.max_sse_streams_per_ip` live streams per
+//! client address (IPv6 per /64, through trusted proxies), past it 429
+//! `too_many_streams`; and a stream lives at most `http.sse_max_lifetime_s`,
+//! then the server ends it with a `retry:` hint, and the browser's
+//! `EventSource` reconnects with `Last-Event-ID` and resumes exactly after
+//! the last event it saw.
+//!
 //! **Slow clients** never slow anyone: the bus is a broadcast ring, a
 //! stream that falls behind it gets `lagged` and continues from the oldest
 //! retained event. **Shutdown** ends every stream, so graceful shutdown
@@ -28,6 +35,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -49,6 +57,7 @@ use tokio::sync::broadcast::{
 };
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
+use super::client_ip::ClientIp;
 use super::error::ApiError;
 use super::miner::hashrate_json;
 use crate::app::App;
@@ -67,10 +76,11 @@ pub fn routes() -> Router<App> {
         "/api/stream",
         get(
             move |State(app): State<App>,
+                  ClientIp(client): ClientIp,
                   query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
                   headers: HeaderMap| {
                 let shared = shared.clone();
-                async move { stream(app, shared, query, headers) }
+                async move { stream(app, shared, client, query, headers) }
             },
         ),
     )
@@ -86,28 +96,57 @@ pub struct StreamQuery {
 #[derive(Default)]
 struct Shared {
     open: AtomicUsize,
+    /// Live streams per client address (IPv6 per /64).
+    per_client: Mutex<HashMap<IpAddr, usize>>,
     renders: Renders,
 }
 
-/// Counts an open stream (the limit and the `sse_clients` gauge) for as
+/// Counts an open stream (the limits and the `sse_clients` gauge) for as
 /// long as the stream exists, however it ends.
 struct StreamGuard {
     shared: Arc<Shared>,
     app: App,
+    client: IpAddr,
+}
+
+/// Why a stream could not be opened.
+enum Full {
+    Global,
+    Client,
 }
 
 impl StreamGuard {
-    fn try_new(app: &App, shared: &Arc<Shared>) -> Option<StreamGuard> {
+    fn try_new(app: &App, shared: &Arc<Shared>, client: IpAddr) -> Result<StreamGuard, Full> {
+        let client = super::ratelimit::key(client);
+        {
+            let mut per_client = shared.per_client.lock().expect("stream counts");
+            let count = per_client.entry(client).or_insert(0);
+            if *count >= app.config.http.max_sse_streams_per_ip {
+                return Err(Full::Client);
+            }
+            *count += 1;
+        }
+        let release_client = || {
+            let mut per_client = shared.per_client.lock().expect("stream counts");
+            if let Some(count) = per_client.get_mut(&client) {
+                *count -= 1;
+                if *count == 0 {
+                    per_client.remove(&client);
+                }
+            }
+        };
         let max = app.config.http.max_sse_streams;
         let before = shared.open.fetch_add(1, Ordering::AcqRel);
         if before >= max {
             shared.open.fetch_sub(1, Ordering::AcqRel);
-            return None;
+            release_client();
+            return Err(Full::Global);
         }
         app.metrics.sse_clients.inc();
-        Some(StreamGuard {
+        Ok(StreamGuard {
             shared: shared.clone(),
             app: app.clone(),
+            client,
         })
     }
 }
@@ -116,6 +155,13 @@ impl Drop for StreamGuard {
     fn drop(&mut self) {
         self.shared.open.fetch_sub(1, Ordering::AcqRel);
         self.app.metrics.sse_clients.dec();
+        let mut per_client = self.shared.per_client.lock().expect("stream counts");
+        if let Some(count) = per_client.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                per_client.remove(&self.client);
+            }
+        }
     }
 }
 
@@ -163,6 +209,7 @@ impl Cursor {
 fn stream(
     app: App,
     shared: Arc<Shared>,
+    client: IpAddr,
     query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -176,17 +223,35 @@ fn stream(
         }
         Some(id) => Some(id.into()),
     };
-    let Some(guard) = StreamGuard::try_new(&app, &shared) else {
-        app.metrics
-            .http_refused
-            .get_or_create(&crate::metrics::StateLabel {
-                state: "sse_streams",
-            })
-            .inc();
-        return Err(ApiError::unavailable(
-            "too many live streams are open (http.max_sse_streams); retry later",
-        )
-        .retry_after(5));
+    let guard = match StreamGuard::try_new(&app, &shared, client) {
+        Ok(guard) => guard,
+        Err(full) => {
+            let (state, refusal) = match full {
+                Full::Global => (
+                    "sse_streams",
+                    ApiError::unavailable(
+                        "too many live streams are open (http.max_sse_streams); retry later",
+                    ),
+                ),
+                Full::Client => (
+                    "sse_streams_per_ip",
+                    ApiError::new(
+                        axum::http::StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_streams",
+                        format!(
+                            "this address has {} live streams open (http.max_sse_streams_per_ip); close one first",
+                            app.config.http.max_sse_streams_per_ip
+                        ),
+                    )
+                    .with("limit", app.config.http.max_sse_streams_per_ip),
+                ),
+            };
+            app.metrics
+                .http_refused
+                .get_or_create(&crate::metrics::StateLabel { state })
+                .inc();
+            return Err(refusal.retry_after(5));
+        }
     };
     let header = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let resume = resume_point(header, query.last_event_id.as_deref());
@@ -211,7 +276,10 @@ fn stream(
         .map(|e| e.seq)
         .unwrap_or(0);
     let doorbell = miner.as_deref().map(|m| app.bus.doorbell(m));
+    let lifetime = Duration::from_secs(app.config.http.sse_max_lifetime_s);
     let feed = Feed {
+        expires: Box::pin(tokio::time::sleep(lifetime)),
+        ending: false,
         doorbell,
         shutdown: Box::pin(app.shutdown.clone().cancelled_owned()),
         app,
@@ -246,6 +314,10 @@ struct Feed {
     /// Created once: a fresh `cancelled()` per wait would register and
     /// unregister with the token's lock at every event, for every stream.
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The end of this stream's lifetime (`http.sse_max_lifetime_s`).
+    expires: Pin<Box<tokio::time::Sleep>>,
+    /// The lifetime ended and the goodbye was sent: end the stream.
+    ending: bool,
     /// Following one miner: woken only when something may concern it.
     doorbell: Option<Doorbell>,
     shared: Arc<Shared>,
@@ -265,6 +337,9 @@ struct Feed {
 
 impl Feed {
     async fn next(&mut self) -> Option<Event> {
+        if self.ending {
+            return None;
+        }
         loop {
             if let Some(event) = self.pending.take() {
                 return Some(event);
@@ -296,6 +371,7 @@ impl Feed {
                         None => tokio::select! {
                             biased;
                             _ = self.shutdown.as_mut() => return None,
+                            _ = self.expires.as_mut() => return Some(self.goodbye()),
                             received = self.rx.recv() => received,
                         },
                         Some(doorbell) => loop {
@@ -311,6 +387,7 @@ impl Feed {
                             tokio::select! {
                                 biased;
                                 _ = self.shutdown.as_mut() => return None,
+                                _ = self.expires.as_mut() => return Some(self.goodbye()),
                                 _ = armed.rung() => {}
                             }
                         },
@@ -331,6 +408,16 @@ impl Feed {
             self.current = Some(envelope);
             self.item = 0;
         }
+    }
+
+    /// The last thing a stream sends when its lifetime is over: a `retry:`
+    /// hint so the browser reconnects soon (with `Last-Event-ID`, which
+    /// names the last event delivered: nothing is lost).
+    fn goodbye(&mut self) -> Event {
+        self.ending = true;
+        Event::default().retry(Duration::from_secs(1)).comment(
+            "stream lifetime reached (http.sse_max_lifetime_s); reconnect with Last-Event-ID",
+        )
     }
 
     /// The next event of `envelope` for this stream, or `None` when the

@@ -557,7 +557,7 @@ struct WorkScoreLiteral<'a> {
     work_score: Option<&'a serde_json::value::RawValue>,
 }
 
-fn parse_block(body: &[u8], value: &Value) -> Result<BlockReport, IngestError> {
+pub fn parse_block(body: &[u8], value: &Value) -> Result<BlockReport, IngestError> {
     let Value::Object(obj) = value else {
         return Err(IngestError::Invalid("body must be a JSON object".into()));
     };
