@@ -217,9 +217,16 @@ async fn oversized_credits_never_fail_the_honest_reports_of_their_group() {
         }
         codes
     };
-    let honest = futures::future::join_all(
-        (0..200u64).map(|n| async move { d_ref.post_signed_report(&honest_report(n)).await.0 }),
-    );
+    // The honest pool: 200 reports, 16 at a time (a gateway's connection
+    // pool; the attacker shares its address here, so stay under the
+    // per-address connection cap).
+    let honest = {
+        use futures::StreamExt;
+        futures::stream::iter(0..200u64)
+            .map(|n| async move { d_ref.post_signed_report(&honest_report(n)).await.0 })
+            .buffer_unordered(16)
+            .collect::<Vec<u16>>()
+    };
     let (codes, honest) = tokio::join!(attack, honest);
     assert_eq!(codes[0].0, 202, "{codes:?}");
     assert!(
