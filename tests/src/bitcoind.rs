@@ -67,6 +67,11 @@ impl Drop for Bitcoind {
 impl Bitcoind {
     /// Starts a node and waits until it answers RPC.
     pub async fn start(exe: &Path) -> Bitcoind {
+        Bitcoind::start_with(exe, &[]).await
+    }
+
+    /// [`Bitcoind::start`] with extra command-line options.
+    pub async fn start_with(exe: &Path, extra: &[&str]) -> Bitcoind {
         let dir = tempfile::tempdir().expect("datadir");
         let rpc_port = free_port();
         let child = Command::new(exe)
@@ -88,6 +93,7 @@ impl Bitcoind {
                 "-natpmp=0",
                 "-discover=0",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -104,12 +110,7 @@ impl Bitcoind {
         };
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            if node.cookie.exists()
-                && node
-                    .rpc
-                    .call(None, "getblockchaininfo", "[]")
-                    .await
-                    .is_ok()
+            if node.cookie.exists() && node.rpc.call(None, "getblockchaininfo", "[]").await.is_ok()
             {
                 break;
             }

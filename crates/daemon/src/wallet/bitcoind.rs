@@ -84,6 +84,10 @@ impl BitcoindWallet {
         // connections.
         let builder = || {
             reqwest::Client::builder()
+                // Straight to the node, whatever HTTP(S)_PROXY / ALL_PROXY
+                // say: a proxy's 502/504 after it forwarded a spend would
+                // read as "the node refused".
+                .no_proxy()
                 .connect_timeout(Duration::from_secs(5))
                 .timeout(timeout)
         };
@@ -246,8 +250,15 @@ impl BitcoindWallet {
                         "{method}: node busy (HTTP 503)"
                     )));
                 }
-                Err(_) if !status.is_success() => {
+                Err(_) if !status.is_success() && read_only => {
                     return Err(WalletError::Unreachable(format!(
+                        "{method}: HTTP {status} without a JSON-RPC answer"
+                    )));
+                }
+                // Core itself answers errors in JSON: whoever answered this
+                // may have passed the spend on first.
+                Err(_) if !status.is_success() => {
+                    return Err(WalletError::Ambiguous(format!(
                         "{method}: HTTP {status} without a JSON-RPC answer"
                     )));
                 }
