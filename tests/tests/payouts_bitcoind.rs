@@ -138,6 +138,59 @@ async fn the_node_is_reached_directly_whatever_the_proxy_variables_say() {
     s.daemon.assert_verified();
 }
 
+/// `sendmany` ignores its minconf: a batch waits for its change to confirm
+/// rather than chain on it, then pays from confirmed coins only.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_waits_for_change_to_confirm_instead_of_chaining_on_it() {
+    let Some((node, mine_to)) = funded_node().await else {
+        return;
+    };
+    let address = node.new_address("recv").await;
+    let s = Setup::with_node(&node.node("pool"), "hot", "", "", address.clone()).await;
+    // The only mature coin (the first coinbase) pays the first batch; its
+    // change is unconfirmed.
+    let first = s.request("0.0002").await;
+    s.approve(first).await;
+    let (status, batch) = s.send_batch().await;
+    assert_eq!(status, 200, "{batch}");
+    let second = s.request("0.0003").await;
+    s.approve(second).await;
+    let (status, answer) = s.send_batch().await;
+    assert_eq!(status, 409, "the second batch must wait: {answer}");
+    assert!(
+        answer.to_string().contains("waiting for change to confirm"),
+        "{answer}"
+    );
+    assert_eq!(s.withdrawal(second).await["state"], "approved");
+    assert_eq!(node.received_sat("recv", &address, 0).await, 20_000);
+
+    // Confirmed: the second batch goes, with no unconfirmed parent.
+    node.mine(1, &mine_to).await;
+    let (status, batch) = s.send_batch().await;
+    assert_eq!(status, 200, "{batch}");
+    let txid = s.withdrawal(second).await["txid"]
+        .as_str()
+        .expect("txid")
+        .to_string();
+    let entry = node
+        .call(None, "getmempoolentry", &json!([txid]).to_string())
+        .await;
+    assert_eq!(
+        entry
+            .get("depends")
+            .and_then(|d| d.as_arr())
+            .map(|d| d.len()),
+        Some(0),
+        "the batch spends unconfirmed outputs: {}",
+        entry.to_text()
+    );
+    assert_eq!(node.received_sat("recv", &address, 0).await, 50_000);
+    node.mine(1, &mine_to).await;
+    s.wait_withdrawal(second, &["confirmed"], Duration::from_secs(30))
+        .await;
+    s.daemon.assert_verified();
+}
+
 /// A definite refusal from Core (`-6`: CreateTransaction failed, here
 /// because the fee is above the node's `-maxtxfee`) returns the withdrawal
 /// to the queue; an error outside the documented list (`-4` from a wallet

@@ -325,6 +325,7 @@ fn is_read_only(method: &str) -> bool {
             | "listtransactions"
             | "gettransaction"
             | "getmempoolentry"
+            | "listunspent"
             | "finalizepsbt"
             | "testmempoolaccept"
     )
@@ -387,6 +388,14 @@ struct MineBalances {
 struct FeeEstimate {
     #[serde(default, deserialize_with = "opt_signed_sat")]
     feerate: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct Unspent {
+    #[serde(deserialize_with = "signed_sat")]
+    amount: i64,
+    #[serde(default)]
+    safe: bool,
 }
 
 #[derive(Deserialize)]
@@ -506,6 +515,27 @@ impl WalletBackend for BitcoindWallet {
                 Err(WalletError::Rpc { code: -5, .. }) => Ok(false),
                 Err(e) => Err(e),
             }
+        })
+    }
+
+    fn confirmed_coins(&self) -> BoxFuture<'_, Result<Option<Vec<i64>>, WalletError>> {
+        Box::pin(async move {
+            // minconf 1, any depth, all addresses, safe coins only; locked
+            // coins (a cold batch's inputs) are never listed.
+            let coins: Vec<Unspent> = self
+                .call(
+                    true,
+                    "listunspent",
+                    vec![p(&1), p(&9_999_999), p(&Vec::<String>::new()), p(&false)],
+                )
+                .await?;
+            Ok(Some(
+                coins
+                    .into_iter()
+                    .filter(|c| c.safe)
+                    .map(|c| c.amount)
+                    .collect(),
+            ))
         })
     }
 
@@ -633,8 +663,15 @@ impl WalletBackend for BitcoindWallet {
             outs.push(']');
             let outs =
                 RawValue::from_string(outs).map_err(|e| WalletError::Protocol(e.to_string()))?;
-            let options =
-                json!({"fee_rate": fee_rate_sat_vb, "lockUnspents": true, "replaceable": true});
+            // minconf 1: a cold batch never spends unconfirmed change
+            // (walletcreatefundedpsbt honours it; sendmany ignores its own).
+            let options = json!({
+                "fee_rate": fee_rate_sat_vb,
+                "lockUnspents": true,
+                "replaceable": true,
+                "minconf": 1,
+                "include_unsafe": false,
+            });
             let funded: Funded = self
                 .call(
                     true,

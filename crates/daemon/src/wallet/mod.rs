@@ -183,6 +183,14 @@ pub trait WalletBackend: Send + Sync {
     /// Whether the wallet owns the address (change, the faucet's own).
     fn is_mine<'a>(&'a self, address: &'a str) -> BoxFuture<'a, Result<bool, WalletError>>;
 
+    /// The amounts (sat) of the wallet's confirmed coins that a new
+    /// transaction may spend (safe, not locked), or `None` for a backend
+    /// that never spends unconfirmed outputs. Payouts wait rather than
+    /// chain a batch on unconfirmed change.
+    fn confirmed_coins(&self) -> BoxFuture<'_, Result<Option<Vec<i64>>, WalletError>> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// Pays all outputs in one transaction (`sendmany`), with `tag` stored
     /// as the wallet comment so the transaction can be found again, at an
     /// explicit fee rate. Never call twice for one batch without
