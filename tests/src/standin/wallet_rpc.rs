@@ -227,7 +227,7 @@ fn list_unspent(st: &State, name: &str, call: &Call) -> RpcResult {
     // As Core: an empty address list filters nothing.
     let filter: Option<HashSet<ScriptBuf>> = match p.arr(2)? {
         None => None,
-        Some(a) if a.is_empty() => None,
+        Some([]) => None,
         Some(a) => {
             let mut s = HashSet::new();
             for v in a {
