@@ -49,6 +49,7 @@ skipped() {
 }
 
 summary() {
+    local took rc name
     echo
     echo "==> phase times"
     while IFS=$'\t' read -r took rc name; do

@@ -1,4 +1,5 @@
 //! Support code for the end-to-end tests: see the module docs.
+pub mod bitcoind;
 pub mod browser;
 pub mod daemon;
 pub mod payouts;

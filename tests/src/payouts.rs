@@ -83,8 +83,21 @@ impl Setup {
         extra: &str,
         address: String,
     ) -> Setup {
+        Setup::with_node_env(node, mode, payouts, extra, address, Vec::new()).await
+    }
+
+    /// [`Setup::with_node`] with extra environment for the daemon.
+    pub async fn with_node_env(
+        node: &Node,
+        mode: &str,
+        payouts: &str,
+        extra: &str,
+        address: String,
+        env: Vec<(String, String)>,
+    ) -> Setup {
         let daemon = Daemon::start(DaemonOptions {
             config: config(node, mode, payouts, extra),
+            env,
             ..Default::default()
         })
         .await;

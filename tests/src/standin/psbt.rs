@@ -467,6 +467,8 @@ fn create_funded(st: &mut State, name: &str, call: &Call) -> RpcResult {
         "conf_target",
         "estimate_mode",
         "solving_data",
+        // Core ≥ 25: inputs need at least this many confirmations.
+        "minconf",
     ];
     for (k, _) in options.as_obj().unwrap_or(&[]) {
         if !KNOWN.contains(&k.as_str()) {
@@ -593,6 +595,18 @@ fn create_funded(st: &mut State, name: &str, call: &Call) -> RpcResult {
         .and_then(J::as_bool)
         .unwrap_or(presets.is_empty());
     let lock = opt("lockUnspents").and_then(J::as_bool).unwrap_or(false);
+    let minconf = opt("minconf").and_then(J::as_i64).unwrap_or(0);
+    if minconf < 0 {
+        return Err(RpcError::new(-8, "Negative minconf"));
+    }
+    // Every output of a transaction has its depth: excluding shallow ones by
+    // txid is exact.
+    let shallow: Vec<_> = st.wallets[name]
+        .unspent(&st.node)
+        .into_iter()
+        .filter(|c| c.depth < minconf)
+        .map(|c| c.outpoint.txid)
+        .collect();
 
     let req = FundRequest {
         outputs: outs,
@@ -604,7 +618,7 @@ fn create_funded(st: &mut State, name: &str, call: &Call) -> RpcResult {
         locktime: LockTime::from_consensus(locktime as u32),
         change_position,
         change_script,
-        exclude_txids: vec![],
+        exclude_txids: shallow,
     };
     let t = now();
     let w = st.wallets.get_mut(name).expect("loaded");

@@ -224,8 +224,10 @@ fn list_unspent(st: &State, name: &str, call: &Call) -> RpcResult {
     let p = &call.params;
     let minconf = p.int(0)?.unwrap_or(1);
     let maxconf = p.int(1)?.unwrap_or(9_999_999);
+    // As Core: an empty address list filters nothing.
     let filter: Option<HashSet<ScriptBuf>> = match p.arr(2)? {
         None => None,
+        Some([]) => None,
         Some(a) => {
             let mut s = HashSet::new();
             for v in a {

@@ -67,6 +67,29 @@ impl Payouts {
     }
 }
 
+/// Whether confirmed coins (sat each) pay `total` to `outputs` outputs plus
+/// a change output at `fee_rate`, taking the largest first and counting a
+/// generous size per input (68 vB, P2WPKH) and output (43 vB, P2TR).
+/// `Err((what the coins pay, what is needed))` otherwise.
+pub(super) fn confirmed_cover(
+    mut coins: Vec<i64>,
+    total: i64,
+    outputs: usize,
+    fee_rate: u64,
+) -> Result<(), (i64, i64)> {
+    coins.sort_unstable_by(|a, b| b.cmp(a));
+    let fee =
+        |inputs: usize| (11 + 43 * (outputs as i64 + 1) + 68 * inputs as i64) * fee_rate as i64;
+    let mut have = 0;
+    for (i, coin) in coins.iter().enumerate() {
+        have += coin;
+        if have >= total + fee(i + 1) {
+            return Ok(());
+        }
+    }
+    Err((have, total + fee(coins.len().max(1))))
+}
+
 impl Payouts {
     /// Admin: pay approved withdrawals now (all payable ones when `ids` is
     /// empty). Hot mode sends; cold mode builds a PSBT for review.
@@ -194,6 +217,25 @@ impl Payouts {
                 amount_sat,
             })
             .collect();
+        // No chaining on unconfirmed change: `sendmany` ignores its minconf,
+        // and Core's coin selection spends unconfirmed change only when its
+        // confirmed coins cannot pay (its first eligibility filters are
+        // confirmed-only). So a batch goes out only when confirmed coins
+        // cover it with its fee; otherwise it waits for change to confirm.
+        // (Cold batches also pass minconf 1 to walletcreatefundedpsbt.)
+        let coins = inner
+            .wallet
+            .confirmed_coins()
+            .await
+            .map_err(|e| PayoutError::Waiting(format!("wallet: {e}")))?;
+        if let Some(coins) = coins {
+            let total: i64 = outputs.iter().map(|o| o.amount_sat).sum();
+            if let Err((have, need)) = confirmed_cover(coins, total, outputs.len(), fee_rate) {
+                return Err(PayoutError::Waiting(format!(
+                    "waiting for change to confirm: confirmed coins pay {have} sat of the {need} sat this batch needs with its fee, and payouts do not spend unconfirmed change"
+                )));
+            }
+        }
         Ok((
             Plan {
                 ids: plan_ids,
@@ -968,5 +1010,28 @@ impl Payouts {
 
     fn set_waiting(&self, warnings: Vec<Warning>) {
         *self.inner.waiting.write().expect("waiting lock") = warnings;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::confirmed_cover;
+
+    #[test]
+    fn confirmed_coins_must_pay_the_batch_and_its_fee() {
+        // One output + change, one input at 2 sat/vB: (11 + 86 + 68) × 2 = 330.
+        assert_eq!(confirmed_cover(vec![100_330], 100_000, 1, 2), Ok(()));
+        assert_eq!(
+            confirmed_cover(vec![100_329], 100_000, 1, 2),
+            Err((100_329, 100_330))
+        );
+        // Largest first; each extra input adds its own fee.
+        assert_eq!(confirmed_cover(vec![1_000, 99_466], 100_000, 1, 2), Ok(()));
+        assert_eq!(
+            confirmed_cover(vec![1_000, 99_465], 100_000, 1, 2),
+            Err((100_465, 100_466))
+        );
+        // Nothing confirmed (only unconfirmed change): wait.
+        assert_eq!(confirmed_cover(vec![], 1, 1, 1), Err((0, 166)));
     }
 }

@@ -40,7 +40,7 @@ impl Payouts {
                     format!("the wallet could not fund the PSBT: {e}")
                 } else {
                     format!(
-                        "no answer while funding the PSBT ({e}); wallet inputs may stay locked until `lockunspent true`"
+                        "no clear answer while funding the PSBT ({e}); wallet inputs may stay locked until `lockunspent true`"
                     )
                 };
                 self.fail_batch(&batch, &note).await?;

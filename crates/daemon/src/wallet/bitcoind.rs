@@ -84,6 +84,10 @@ impl BitcoindWallet {
         // connections.
         let builder = || {
             reqwest::Client::builder()
+                // Straight to the node, whatever HTTP(S)_PROXY / ALL_PROXY
+                // say: a proxy's 502/504 after it forwarded a spend would
+                // read as "the node refused".
+                .no_proxy()
                 .connect_timeout(Duration::from_secs(5))
                 .timeout(timeout)
         };
@@ -246,8 +250,15 @@ impl BitcoindWallet {
                         "{method}: node busy (HTTP 503)"
                     )));
                 }
-                Err(_) if !status.is_success() => {
+                Err(_) if !status.is_success() && read_only => {
                     return Err(WalletError::Unreachable(format!(
+                        "{method}: HTTP {status} without a JSON-RPC answer"
+                    )));
+                }
+                // Core itself answers errors in JSON: whoever answered this
+                // may have passed the spend on first.
+                Err(_) if !status.is_success() => {
+                    return Err(WalletError::Ambiguous(format!(
                         "{method}: HTTP {status} without a JSON-RPC answer"
                     )));
                 }
@@ -314,6 +325,7 @@ fn is_read_only(method: &str) -> bool {
             | "listtransactions"
             | "gettransaction"
             | "getmempoolentry"
+            | "listunspent"
             | "finalizepsbt"
             | "testmempoolaccept"
     )
@@ -376,6 +388,14 @@ struct MineBalances {
 struct FeeEstimate {
     #[serde(default, deserialize_with = "opt_signed_sat")]
     feerate: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct Unspent {
+    #[serde(deserialize_with = "signed_sat")]
+    amount: i64,
+    #[serde(default)]
+    safe: bool,
 }
 
 #[derive(Deserialize)]
@@ -495,6 +515,27 @@ impl WalletBackend for BitcoindWallet {
                 Err(WalletError::Rpc { code: -5, .. }) => Ok(false),
                 Err(e) => Err(e),
             }
+        })
+    }
+
+    fn confirmed_coins(&self) -> BoxFuture<'_, Result<Option<Vec<i64>>, WalletError>> {
+        Box::pin(async move {
+            // minconf 1, any depth, all addresses, safe coins only; locked
+            // coins (a cold batch's inputs) are never listed.
+            let coins: Vec<Unspent> = self
+                .call(
+                    true,
+                    "listunspent",
+                    vec![p(&1), p(&9_999_999), p(&Vec::<String>::new()), p(&false)],
+                )
+                .await?;
+            Ok(Some(
+                coins
+                    .into_iter()
+                    .filter(|c| c.safe)
+                    .map(|c| c.amount)
+                    .collect(),
+            ))
         })
     }
 
@@ -622,8 +663,15 @@ impl WalletBackend for BitcoindWallet {
             outs.push(']');
             let outs =
                 RawValue::from_string(outs).map_err(|e| WalletError::Protocol(e.to_string()))?;
-            let options =
-                json!({"fee_rate": fee_rate_sat_vb, "lockUnspents": true, "replaceable": true});
+            // minconf 1: a cold batch never spends unconfirmed change
+            // (walletcreatefundedpsbt honours it; sendmany ignores its own).
+            let options = json!({
+                "fee_rate": fee_rate_sat_vb,
+                "lockUnspents": true,
+                "replaceable": true,
+                "minconf": 1,
+                "include_unsafe": false,
+            });
             let funded: Funded = self
                 .call(
                     true,

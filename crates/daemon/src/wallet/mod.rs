@@ -7,9 +7,10 @@
 //!   appears (logs, snapshot, TUI).
 //!
 //! Errors are classified for the payout state machine: a **definite**
-//! failure proves the call did nothing (connection refused, an RPC error
-//! answer); an **ambiguous** one (timeout after sending, connection lost
-//! while waiting) means the call may or may not have spent, and the caller
+//! failure proves the call did nothing (connection refused, or one of the
+//! JSON-RPC codes in [`DEFINITE_RPC_CODES`]); anything else is
+//! **ambiguous** (timeout after sending, connection lost while waiting, any
+//! other error answer): the call may or may not have spent, and the caller
 //! must reconcile before anything is retried.
 
 pub mod bitcoind;
@@ -30,7 +31,8 @@ pub struct Output {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WalletError {
-    /// The node answered with an error: the call did not happen.
+    /// The node answered with an error; whether the call happened depends
+    /// on the code ([`WalletError::is_definite`]).
     #[error("node refused: {message} (code {code})")]
     Rpc { code: i64, message: String },
     /// The request never reached the node (connection refused, DNS, bad
@@ -46,10 +48,68 @@ pub enum WalletError {
     Protocol(String),
 }
 
+/// The JSON-RPC error codes that prove a spending call (`sendmany`,
+/// `walletcreatefundedpsbt`, `sendrawtransaction`) did nothing, read against
+/// Bitcoin Core's wallet and RPC code: each is raised before the wallet
+/// commits a transaction or the mempool accepts one. Every other code is
+/// ambiguous: `-1` (`RPC_MISC_ERROR`) is what Core answers when
+/// `CommitTransaction` fails after the transaction was written to the
+/// wallet ("Wallet db error, transaction commit failed"), and a transaction
+/// in the wallet can still be broadcast; `-4` (`RPC_WALLET_ERROR`) and
+/// `-20` (`RPC_DATABASE_ERROR`) cover wallet failures at any point.
+pub const DEFINITE_RPC_CODES: &[(i64, &str)] = &[
+    (-32700, "parse error: the request was not read"),
+    (-32600, "invalid request"),
+    (-32601, "method not found"),
+    (-32602, "invalid parameters"),
+    (
+        -3,
+        "RPC_TYPE_ERROR: a parameter of the wrong type or an invalid amount",
+    ),
+    (-5, "RPC_INVALID_ADDRESS_OR_KEY: an invalid address"),
+    (
+        -6,
+        "RPC_WALLET_INSUFFICIENT_FUNDS: CreateTransaction failed (every reason since v24), nothing committed",
+    ),
+    (
+        -8,
+        "RPC_INVALID_PARAMETER: parameters rejected before anything ran",
+    ),
+    (-13, "RPC_WALLET_UNLOCK_NEEDED: the wallet is locked"),
+    (-18, "RPC_WALLET_NOT_FOUND: the wallet is not loaded"),
+    (-19, "RPC_WALLET_NOT_SPECIFIED"),
+    (
+        -22,
+        "RPC_DESERIALIZATION_ERROR: the transaction or PSBT did not decode",
+    ),
+    (
+        -25,
+        "RPC_VERIFY_ERROR: sendrawtransaction, not accepted (inputs missing or spent)",
+    ),
+    (
+        -26,
+        "RPC_VERIFY_REJECTED: sendrawtransaction, rejected by mempool policy",
+    ),
+    (
+        -28,
+        "RPC_IN_WARMUP: the node is still starting and ran nothing",
+    ),
+];
+
+/// Whether a JSON-RPC error code from a spending call proves nothing happened.
+pub fn is_definite_rpc_code(code: i64) -> bool {
+    DEFINITE_RPC_CODES.iter().any(|(c, _)| *c == code)
+}
+
 impl WalletError {
-    /// True when the failed call provably changed nothing.
+    /// True when the failed spending call provably changed nothing: the node
+    /// was never reached, or it answered one of [`DEFINITE_RPC_CODES`].
     pub fn is_definite(&self) -> bool {
-        matches!(self, WalletError::Rpc { .. } | WalletError::Unreachable(_))
+        match self {
+            WalletError::Rpc { code, .. } => is_definite_rpc_code(*code),
+            WalletError::Unreachable(_) => true,
+            WalletError::Ambiguous(_) | WalletError::Protocol(_) => false,
+        }
     }
 
     /// Bitcoin Core's "Insufficient funds".
@@ -122,6 +182,14 @@ pub trait WalletBackend: Send + Sync {
 
     /// Whether the wallet owns the address (change, the faucet's own).
     fn is_mine<'a>(&'a self, address: &'a str) -> BoxFuture<'a, Result<bool, WalletError>>;
+
+    /// The amounts (sat) of the wallet's confirmed coins that a new
+    /// transaction may spend (safe, not locked), or `None` for a backend
+    /// that never spends unconfirmed outputs. Payouts wait rather than
+    /// chain a batch on unconfirmed change.
+    fn confirmed_coins(&self) -> BoxFuture<'_, Result<Option<Vec<i64>>, WalletError>> {
+        Box::pin(async { Ok(None) })
+    }
 
     /// Pays all outputs in one transaction (`sendmany`), with `tag` stored
     /// as the wallet comment so the transaction can be found again, at an
@@ -247,6 +315,26 @@ mod tests {
         )
         .to_string();
         assert!(parse_address(&anchor, Network::Regtest).is_err());
+    }
+
+    #[test]
+    fn only_the_documented_codes_are_definite() {
+        let rpc = |code| WalletError::Rpc {
+            code,
+            message: String::new(),
+        };
+        for code in [-6, -5, -3, -8, -13, -18, -25, -26, -28, -32601] {
+            assert!(rpc(code).is_definite(), "{code}");
+        }
+        // Core's "Wallet db error, transaction commit failed" is -1: the
+        // transaction may be in the wallet. Wallet and database errors, and
+        // anything unknown, are ambiguous too.
+        for code in [-1, -4, -20, -27, 0, 42] {
+            assert!(!rpc(code).is_definite(), "{code}");
+        }
+        assert!(WalletError::Unreachable("refused".into()).is_definite());
+        assert!(!WalletError::Ambiguous("timeout".into()).is_definite());
+        assert!(!WalletError::Protocol("garbage".into()).is_definite());
     }
 
     #[test]

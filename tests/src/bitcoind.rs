@@ -1,0 +1,206 @@
+//! A real Bitcoin Core regtest node for end-to-end tests: fresh datadir,
+//! random ports, cookie auth, descriptor wallets.
+//!
+//! The binary comes from `BITCOIND_EXE`, which `contrib/test.sh` sets from
+//! `contrib/ci/bitcoind.sh` (found on the machine, or built once from the
+//! `py-bitcoinkernel` source distribution and cached). Without it a suite
+//! cannot run: [`exe_or_skip`] says why on stderr, records the skip in
+//! `$POOLDESK_SKIP_LOG`, and with `CI=true` fails the test instead.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::daemon::free_port;
+use crate::payouts::Node;
+use crate::standin::client::{CallError, Creds, RpcClient, amount_sat};
+use crate::standin::json::J;
+
+/// The `bitcoind` to test against, or `None` (after saying why) when the
+/// suite must be skipped. Panics under `CI=true`: there a suite that cannot
+/// run fails the run.
+pub fn exe_or_skip(suite: &str) -> Option<PathBuf> {
+    let why = match std::env::var_os("BITCOIND_EXE").map(PathBuf::from) {
+        Some(exe) if exe.is_file() => return Some(exe),
+        Some(exe) => format!("BITCOIND_EXE={} is not a file", exe.display()),
+        None => "BITCOIND_EXE is not set, so the tests against a real Bitcoin Core \
+                 regtest node did not run (contrib/test.sh sets it from contrib/ci/bitcoind.sh, \
+                 which finds or builds one)"
+            .to_string(),
+    };
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{suite}: {why}; CI=true, so this fails instead of skipping");
+    }
+    // Straight to the process's stderr: libtest would capture `eprintln!`
+    // and show nothing for a test that passes.
+    let _ = writeln!(std::io::stderr(), "SKIPPED {suite}: {why}");
+    if let Some(log) = std::env::var_os("POOLDESK_SKIP_LOG") {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap_or_else(|e| panic!("cannot append to POOLDESK_SKIP_LOG {log:?}: {e}"));
+        writeln!(file, "{suite}: {why}").expect("write POOLDESK_SKIP_LOG");
+    }
+    None
+}
+
+/// A running regtest node; killed (and its datadir removed) on drop.
+pub struct Bitcoind {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub cookie: PathBuf,
+    pub url: String,
+    pub rpc: RpcClient,
+}
+
+impl Drop for Bitcoind {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Bitcoind {
+    /// Starts a node and waits until it answers RPC.
+    pub async fn start(exe: &Path) -> Bitcoind {
+        Bitcoind::start_with(exe, &[]).await
+    }
+
+    /// [`Bitcoind::start`] with extra command-line options.
+    pub async fn start_with(exe: &Path, extra: &[&str]) -> Bitcoind {
+        let dir = tempfile::tempdir().expect("datadir");
+        let rpc_port = free_port();
+        let child = Command::new(exe)
+            .arg("-regtest")
+            .arg(format!("-datadir={}", dir.path().display()))
+            .arg(format!("-rpcport={rpc_port}"))
+            .arg(format!("-port={}", free_port()))
+            .args([
+                "-listen=0",
+                "-server=1",
+                "-fallbackfee=0.0002",
+                "-printtoconsole=0",
+                "-rpcbind=127.0.0.1",
+                "-rpcallowip=127.0.0.1",
+                // No DNS seeds, no outbound peers, no UPnP/NAT-PMP: a node
+                // on its own.
+                "-dnsseed=0",
+                "-fixedseeds=0",
+                "-natpmp=0",
+                "-discover=0",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", exe.display()));
+        let cookie = dir.path().join("regtest").join(".cookie");
+        let url = format!("http://127.0.0.1:{rpc_port}");
+        let rpc = RpcClient::new(&url, Creds::Cookie(cookie.clone()), Duration::from_secs(60));
+        let mut node = Bitcoind {
+            child,
+            dir,
+            cookie,
+            url,
+            rpc,
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if node.cookie.exists() && node.rpc.call(None, "getblockchaininfo", "[]").await.is_ok()
+            {
+                break;
+            }
+            if let Ok(Some(status)) = node.child.try_wait() {
+                panic!("bitcoind exited ({status}) at start:\n{}", node.log_tail());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bitcoind did not start:\n{}",
+                node.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        node
+    }
+
+    /// The end of the node's debug.log, for assertion messages.
+    pub fn log_tail(&self) -> String {
+        let log = self.dir.path().join("regtest").join("debug.log");
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// A call that must succeed.
+    pub async fn call(&self, wallet: Option<&str>, method: &str, params: &str) -> J {
+        self.rpc
+            .call(wallet, method, params)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {params}: {e}"))
+    }
+
+    /// A call that may fail.
+    pub async fn try_call(
+        &self,
+        wallet: Option<&str>,
+        method: &str,
+        params: &str,
+    ) -> Result<J, CallError> {
+        self.rpc.call(wallet, method, params).await
+    }
+
+    /// A descriptor wallet.
+    pub async fn create_wallet(&self, name: &str) {
+        self.call(
+            None,
+            "createwallet",
+            &json!([name, false, false, "", false, true]).to_string(),
+        )
+        .await;
+    }
+
+    pub async fn new_address(&self, wallet: &str) -> String {
+        self.call(Some(wallet), "getnewaddress", "[]")
+            .await
+            .as_str()
+            .expect("address")
+            .to_string()
+    }
+
+    /// Mines `blocks` blocks paying `address`.
+    pub async fn mine(&self, blocks: u32, address: &str) {
+        self.call(
+            None,
+            "generatetoaddress",
+            &json!([blocks, address]).to_string(),
+        )
+        .await;
+    }
+
+    /// What `wallet` has received on `address` with at least `minconf`
+    /// confirmations, in sat.
+    pub async fn received_sat(&self, wallet: &str, address: &str, minconf: u32) -> i64 {
+        amount_sat(
+            &self
+                .call(
+                    Some(wallet),
+                    "getreceivedbyaddress",
+                    &json!([address, minconf]).to_string(),
+                )
+                .await,
+        )
+    }
+
+    /// How the daemon reaches `wallet` on this node.
+    pub fn node(&self, wallet: &str) -> Node {
+        Node {
+            url: self.url.clone(),
+            cookie: self.cookie.display().to_string(),
+            wallet: wallet.into(),
+        }
+    }
+}
