@@ -26,7 +26,12 @@ pub async fn run(app: App) {
         loop {
             let deleted = app
                 .store
-                .write(move |ctx| crate::ingest::prune(ctx, cutoff, work_cutoff, STEP_ROWS))
+                .write(move |ctx| {
+                    let reports = crate::ingest::prune(ctx, cutoff, work_cutoff, STEP_ROWS)?;
+                    Ok::<_, rusqlite::Error>(
+                        reports + crate::shares::prune(ctx, cutoff, STEP_ROWS)?,
+                    )
+                })
                 .await;
             match deleted {
                 Ok(n) if n > 0 => {

@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod miner;
 pub mod payouts;
 pub mod ratelimit;
+pub mod shares;
 pub mod sse;
 
 use std::net::SocketAddr;
@@ -41,6 +42,7 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(ingest::routes())
+        .merge(shares::routes())
         .merge(miner::routes())
         .merge(admin::routes())
         .merge(payouts::routes())

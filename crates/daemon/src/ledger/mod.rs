@@ -70,6 +70,8 @@ pub fn allows_negative(name: &str) -> Option<bool> {
 pub enum TransferKind {
     ShareCredit,
     BlockCredit,
+    /// Rolled-up credits of `POST /api/v2/shares` (src/shares).
+    PoolShareCredit,
     WithdrawalHold,
     WithdrawalRelease,
     Payout,
@@ -85,6 +87,7 @@ impl TransferKind {
         match self {
             TransferKind::ShareCredit => "share_credit",
             TransferKind::BlockCredit => "block_credit",
+            TransferKind::PoolShareCredit => "pool_share_credit",
             TransferKind::WithdrawalHold => "withdrawal_hold",
             TransferKind::WithdrawalRelease => "withdrawal_release",
             TransferKind::Payout => "payout",

@@ -27,6 +27,14 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "faucet",
         include_str!("../../migrations/0005_faucet.sql"),
     ),
+    // Number 6 belongs to another branch (0006_*.sql); this placeholder
+    // keeps the numbers consecutive here and is replaced by it at merge.
+    (6, "reserved", ""),
+    (
+        7,
+        "shares_v2",
+        include_str!("../../migrations/0007_shares_v2.sql"),
+    ),
 ];
 
 pub(crate) fn apply(conn: &Connection) -> anyhow::Result<()> {
