@@ -1,5 +1,6 @@
 //! Support code for the end-to-end tests: see the module docs.
 pub mod browser;
+pub mod ckpool;
 pub mod daemon;
 pub mod payouts;
 pub mod standin;
