@@ -575,7 +575,7 @@ impl Bridge {
                     self.metrics.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "send failed; retrying the same batch");
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
             }
         }
