@@ -56,6 +56,9 @@ pub(super) fn insert_batch(
         ..Written::default()
     };
     let mut rejects: HashMap<(&str, &str), i64> = HashMap::new();
+    // Borrowed keys while looping (no allocation per share), owned after.
+    let mut credits: HashMap<&str, (i64, i64)> = HashMap::new();
+    let mut work: HashMap<(&str, &str, i64), u128> = HashMap::new();
     let mut accounts: HashMap<&str, String> = HashMap::new();
     let mut max_seq = 0i64;
     let mut last_share_ms = i64::MIN;
@@ -102,9 +105,8 @@ pub(super) fn insert_batch(
                         credit,
                     )?;
                     debug_assert_eq!(accrued_group, group);
-                    let entry = written
-                        .credits
-                        .entry(share.miner.clone())
+                    let entry = credits
+                        .entry(share.miner.as_str())
                         .or_insert((account_id, 0));
                     entry.1 = entry
                         .1
@@ -144,10 +146,10 @@ pub(super) fn insert_batch(
                     // found (never in the future).
                     let at_s = (share.share_ms / 1000).min(now_s);
                     let minute = at_s - at_s.rem_euclid(60);
-                    *written
-                        .work
-                        .entry((share.miner.clone(), share.worker.clone(), minute))
-                        .or_default() += share.work;
+                    let slot = work
+                        .entry((share.miner.as_str(), share.worker.as_str(), minute))
+                        .or_default();
+                    *slot = slot.saturating_add(share.work);
                 }
             } else {
                 written.rejected += 1;
@@ -177,6 +179,14 @@ pub(super) fn insert_batch(
             written.new_ranges.push(range);
         }
     }
+    written.credits = credits
+        .into_iter()
+        .map(|(miner, v)| (miner.to_string(), v))
+        .collect();
+    written.work = work
+        .into_iter()
+        .map(|((m, w, minute), v)| ((m.to_string(), w.to_string(), minute), v))
+        .collect();
     if written.new_count == 0 {
         // Still say the origin is alive.
         conn.prepare_cached(
@@ -365,7 +375,9 @@ pub fn verify(conn: &Connection, retention_cutoff_s: i64) -> rusqlite::Result<Ve
     let orphans: i64 = conn.query_row(
         "SELECT COUNT(*) FROM transfers t
          WHERE t.kind = 'pool_share_credit' AND t.created_at >= ?1
-           AND NOT EXISTS (SELECT 1 FROM pool_shares s WHERE s.rollup_group = t.rollup_group)",
+           -- IN (subquery) is built once as an index; a correlated
+           -- NOT EXISTS would scan every share per transfer.
+           AND t.rollup_group NOT IN (SELECT rollup_group FROM pool_shares WHERE rollup_group IS NOT NULL)",
         [retention_cutoff_s],
         |r| r.get(0),
     )?;
