@@ -193,7 +193,11 @@ impl Generator {
         let miner_index = (r % self.miners as u64) as usize;
         let username = format!("bc1qgen{miner_index:04}");
         let worker = format!("rig{}", (r >> 8) % 3);
-        let sep = if miner_index % 2 == 0 { '.' } else { '_' };
+        let sep = if miner_index.is_multiple_of(2) {
+            '.'
+        } else {
+            '_'
+        };
         let reason = if stale {
             Some("Stale")
         } else if (r >> 16) % 100 < 3 {

@@ -410,3 +410,88 @@ pub fn verify(conn: &Connection, retention_cutoff_s: i64) -> rusqlite::Result<Ve
     }
     Ok(violations)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::StoreMetrics;
+    use crate::shares::parse::parse_batch;
+    use crate::store::{Store, StoreOptions};
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &dir.path().join("ledger.sqlite"),
+            StoreOptions::default(),
+            StoreMetrics::new(),
+        )
+        .unwrap();
+        (dir, store)
+    }
+
+    fn batch(seqs: std::ops::RangeInclusive<i64>) -> Batch {
+        let shares: Vec<String> = seqs
+            .map(|seq| {
+                format!(
+                    r#"{{"seq":{seq},"miner":"m{}","worker":"w","diff":2,"sdiff":3.5,"accepted":true,"time_s":1796163316.5}}"#,
+                    seq % 3
+                )
+            })
+            .collect();
+        let body = format!(r#"{{"origin":"o","ts":1,"shares":[{}]}}"#, shares.join(","));
+        parse_batch(body.as_bytes(), 1000, 10_000).unwrap()
+    }
+
+    fn write(store: &Store, b: Batch) -> Written {
+        store
+            .write_blocking(move |ctx| insert_batch(ctx, &b, &|_| false))
+            .unwrap()
+    }
+
+    fn clean(store: &Store) {
+        let violations = store
+            .read_blocking(|conn| {
+                let mut v = crate::ledger::verify(conn)?;
+                v.extend(verify(conn, 0)?);
+                Ok(v)
+            })
+            .unwrap();
+        assert!(violations.is_empty(), "{violations:?}");
+    }
+
+    #[test]
+    fn resends_and_pruned_seqs_are_never_credited_again() {
+        let (_dir, store) = open();
+        let w = write(&store, batch(1..=10));
+        assert_eq!((w.new_count, w.credited_msat), (10, 20_000));
+        let w = write(&store, batch(5..=12));
+        assert_eq!((w.new_count, w.duplicate_count), (2, 6));
+        assert_eq!(w.new_ranges, vec![(11, 12)]);
+        clean(&store);
+        // Everything received before "now + 1" is old: all 12 pruned.
+        let cutoff = crate::clock::now_s() + 1;
+        let pruned = store
+            .write_blocking(move |ctx| prune(ctx, cutoff, 5))
+            .unwrap();
+        assert_eq!(pruned, 5);
+        let pruned = store
+            .write_blocking(move |ctx| prune(ctx, cutoff, 100))
+            .unwrap();
+        assert_eq!(pruned, 7);
+        // A resend of pruned seqs is a duplicate, not a new credit.
+        let w = write(&store, batch(1..=13));
+        assert_eq!((w.new_count, w.duplicate_count), (1, 12));
+        let owed: i64 = store
+            .read_blocking(|conn| {
+                conn.query_row(
+                    "SELECT SUM(amount_msat) FROM transfers WHERE kind = 'pool_share_credit'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap();
+        assert_eq!(owed, 13 * 2000);
+        let violations = store.read_blocking(|conn| verify(conn, i64::MAX)).unwrap();
+        assert!(violations.is_empty(), "{violations:?}");
+    }
+}

@@ -263,7 +263,7 @@ impl Shares {
 
     /// Every origin with its last share time and what it reported.
     pub async fn origins(&self) -> Result<Vec<pooldesk_proto::model::OriginStatus>, StoreError> {
-        self.inner.store.read(|conn| Ok(db::origins(conn)?)).await
+        self.inner.store.read(db::origins).await
     }
 
     /// Rejected shares per miner and reason.

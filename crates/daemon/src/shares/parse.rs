@@ -85,11 +85,14 @@ pub fn parse_batch(
     rate_per_share_msat: i64,
     max_shares: usize,
 ) -> Result<Batch, SharesError> {
-    if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
-        return Err(SharesError::Malformed("body is not valid JSON".into()));
-    }
-    let wire: BatchWire<'_> =
-        serde_json::from_slice(body).map_err(|e| SharesError::Invalid(format!("batch: {e}")))?;
+    // One pass: syntax errors are 400, shape errors 422 (a separate
+    // validity pass over a multi-megabyte body costs a whole extra parse).
+    let wire: BatchWire<'_> = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            SharesError::Malformed("body is not valid JSON".into())
+        }
+        _ => SharesError::Invalid(format!("batch: {e}")),
+    })?;
     if wire.shares.len() > max_shares {
         return Err(SharesError::TooMany {
             count: wire.shares.len(),
