@@ -1,6 +1,7 @@
 //! Support code for the end-to-end tests: see the module docs.
 pub mod bitcoind;
 pub mod browser;
+pub mod ckpool;
 pub mod daemon;
 pub mod payouts;
 pub mod standin;

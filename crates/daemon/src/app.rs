@@ -33,6 +33,8 @@ pub struct AppInner {
     pub tracker: HashrateTracker,
     pub auth: Arc<Authenticator>,
     pub ingest: Ingest,
+    /// Batched shares from pool software (`POST /api/v2/shares`).
+    pub shares: crate::shares::Shares,
     pub miners: MinerService,
     pub snapshot: SnapshotService,
     /// The payout wallet (Bitcoin Core, or the simulated wallet in demo).
@@ -85,6 +87,15 @@ impl App {
         let secrets = Arc::new(secrets);
         let auth = Arc::new(Authenticator::new(&config, store.clone(), secrets.clone()));
         let feed = CreditFeed::start(bus.clone(), 65536, metrics.events_lagged.clone());
+        let shares = crate::shares::Shares::new(
+            &config,
+            store.clone(),
+            secrets.clone(),
+            tracker.clone(),
+            activity.clone(),
+            feed.clone(),
+            metrics.clone(),
+        );
         let ingest = Ingest::new(
             &config,
             store.clone(),
@@ -123,6 +134,7 @@ impl App {
             tracker,
             auth,
             ingest,
+            shares,
             miners,
             snapshot,
             wallet,

@@ -27,6 +27,10 @@ pub struct Config {
     pub control: ControlConfig,
     pub store: StoreConfig,
     pub ingest: IngestConfig,
+    /// `POST /api/v2/shares` bounds (src/shares).
+    pub shares: crate::shares::SharesConfig,
+    /// `pooldeskd bridge ckpool` (src/bridge); unused by the daemon.
+    pub bridge: crate::bridge::BridgeConfig,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub payouts: PayoutsConfig,
@@ -291,6 +295,8 @@ impl Default for Config {
             control: ControlConfig::default(),
             store: StoreConfig::default(),
             ingest: IngestConfig::default(),
+            shares: Default::default(),
+            bridge: Default::default(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             payouts: PayoutsConfig::default(),
@@ -565,8 +571,8 @@ const ENV_NOT_CONFIG: &[&str] = &[
 ];
 
 const SECTIONS: &[&str] = &[
-    "http", "control", "store", "ingest", "auth", "limits", "payouts", "faucet", "bitcoind",
-    "secrets", "log", "demo",
+    "http", "control", "store", "ingest", "shares", "bridge", "auth", "limits", "payouts",
+    "faucet", "bitcoind", "secrets", "log", "demo",
 ];
 
 impl Config {

@@ -79,6 +79,12 @@ enum Command {
         #[arg(long)]
         difficulty: Option<u64>,
     },
+    /// Follow pool software's share logs and send every share to
+    /// /api/v2/shares exactly once (see README).
+    Bridge {
+        #[command(subcommand)]
+        source: pooldeskd::bridge::BridgeSource,
+    },
     /// Simulated miners posting signed reports (like tools/worker_simulator.py).
     Simulate {
         #[arg(long)]
@@ -119,6 +125,9 @@ fn main() -> ExitCode {
     match cli.command {
         None => run_daemon(&overrides, env),
         Some(Command::Verify) => with_config(&overrides, &env, verify),
+        Some(Command::Bridge { source }) => with_config(&overrides, &env, |config| {
+            pooldeskd::bridge::run_cli(config, source)
+        }),
         Some(Command::Backup { path }) => {
             with_config(&overrides, &env, |config| backup(config, &path))
         }

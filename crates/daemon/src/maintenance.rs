@@ -28,8 +28,10 @@ pub async fn run(app: App) {
             let deleted = app
                 .store
                 .write(move |ctx| {
+                    let reports = crate::ingest::prune(ctx, cutoff, work_cutoff, STEP_ROWS)?;
                     Ok::<_, rusqlite::Error>(
-                        crate::ingest::prune(ctx, cutoff, work_cutoff, STEP_ROWS)?
+                        reports
+                            + crate::shares::prune(ctx, cutoff, STEP_ROWS)?
                             + crate::replay::prune(ctx, replay_cutoff, STEP_ROWS)?,
                     )
                 })

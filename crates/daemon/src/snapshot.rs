@@ -89,6 +89,7 @@ pub async fn build(app: &App) -> anyhow::Result<Snapshot> {
         ..Snapshot::default()
     };
     crate::payouts::contribute_to_snapshot(app, &mut snapshot).await;
+    crate::shares::contribute_to_snapshot(app, &mut snapshot).await;
     if let Ok(n) = app.store.read(crate::faucet::db::attention_count).await
         && n > 0
     {

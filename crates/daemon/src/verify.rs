@@ -19,6 +19,7 @@ pub fn run(conn: &Connection, retention_days: u32) -> anyhow::Result<Vec<Violati
         violations.extend(crate::ledger::verify(conn)?);
         let cutoff = crate::clock::now_s() - i64::from(retention_days) * 86_400;
         violations.extend(crate::ingest::verify(conn, cutoff)?);
+        violations.extend(crate::shares::verify(conn, cutoff)?);
         violations.extend(crate::payouts::verify(conn)?);
         violations.extend(crate::faucet::verify(conn)?);
         Ok(())

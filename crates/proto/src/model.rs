@@ -35,6 +35,36 @@ pub struct Snapshot {
     /// Standing warnings (unprotected reports allowed, payouts paused,
     /// batches needing attention, wallet shortfall, …).
     pub warnings: Vec<Warning>,
+    /// Share sources of `POST /api/v2/shares` (pool software, bridges).
+    #[serde(default)]
+    pub origins: Vec<OriginStatus>,
+}
+
+/// One sender of batched shares, as the Overview shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginStatus {
+    pub name: String,
+    pub max_seq: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub blocks: u64,
+    pub credited_msat: i64,
+    /// Time of the newest share (the pool's clock) and of the last batch
+    /// (the daemon's clock), Unix seconds.
+    pub last_share_at: Option<i64>,
+    pub last_batch_at: Option<i64>,
+    /// What the sender said in its last batch: bytes of log not yet sent,
+    /// lines it could not parse (quarantined).
+    pub backlog_bytes: Option<u64>,
+    pub quarantined_lines: Option<u64>,
+}
+
+impl OriginStatus {
+    /// Seconds the newest share was behind the daemon's clock when its
+    /// batch arrived (how far the sender lags the pool).
+    pub fn lag_s(&self) -> Option<i64> {
+        Some((self.last_batch_at? - self.last_share_at?).max(0))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]

@@ -114,6 +114,32 @@ pub fn snapshot() -> Snapshot {
                 message: "batch #7 needs attention: the daemon cannot prove whether it paid".into(),
             },
         ],
+        origins: vec![
+            OriginStatus {
+                name: "ckpool-eu1".into(),
+                max_seq: 184_220,
+                accepted: 183_990,
+                rejected: 230,
+                blocks: 2,
+                credited_msat: 1_839_900_000,
+                last_share_at: Some(NOW - 2),
+                last_batch_at: Some(NOW - 1),
+                backlog_bytes: Some(0),
+                quarantined_lines: Some(0),
+            },
+            OriginStatus {
+                name: "ckpool-us2".into(),
+                max_seq: 9_120,
+                accepted: 9_001,
+                rejected: 119,
+                blocks: 0,
+                credited_msat: 90_010_000,
+                last_share_at: Some(NOW - 1_900),
+                last_batch_at: Some(NOW - 1_800),
+                backlog_bytes: Some(4_096),
+                quarantined_lines: Some(3),
+            },
+        ],
     }
 }
 

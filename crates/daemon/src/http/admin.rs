@@ -108,7 +108,11 @@ async fn credits(
         .read(move |conn| {
             crate::ledger::transfers_of_kinds(
                 conn,
-                &[TransferKind::ShareCredit, TransferKind::BlockCredit],
+                &[
+                    TransferKind::ShareCredit,
+                    TransferKind::PoolShareCredit,
+                    TransferKind::BlockCredit,
+                ],
                 before,
                 limit,
             )

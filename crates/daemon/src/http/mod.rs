@@ -16,6 +16,7 @@ pub mod miner;
 pub mod origin;
 pub mod payouts;
 pub mod ratelimit;
+pub mod shares;
 pub mod sse;
 pub mod transport;
 
@@ -44,6 +45,7 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(ingest::routes())
+        .merge(shares::routes())
         .merge(miner::routes())
         .merge(admin::routes())
         .merge(payouts::routes())

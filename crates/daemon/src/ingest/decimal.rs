@@ -36,7 +36,7 @@ pub fn times_rate_msat(text: &str, rate_msat: i64, max_msat: i64) -> Result<i64,
 }
 
 /// `(mantissa, exponent)` with value = mantissa × 10^exponent.
-fn parse(text: &str) -> Result<(u128, i64), String> {
+pub(crate) fn parse(text: &str) -> Result<(u128, i64), String> {
     let bytes = text.as_bytes();
     if bytes.first() == Some(&b'-') {
         return Err("must not be negative".into());

@@ -76,6 +76,8 @@ pub fn allows_negative(name: &str) -> Option<bool> {
 pub enum TransferKind {
     ShareCredit,
     BlockCredit,
+    /// Rolled-up credits of `POST /api/v2/shares` (src/shares).
+    PoolShareCredit,
     WithdrawalHold,
     WithdrawalRelease,
     Payout,
@@ -91,6 +93,7 @@ impl TransferKind {
         match self {
             TransferKind::ShareCredit => "share_credit",
             TransferKind::BlockCredit => "block_credit",
+            TransferKind::PoolShareCredit => "pool_share_credit",
             TransferKind::WithdrawalHold => "withdrawal_hold",
             TransferKind::WithdrawalRelease => "withdrawal_release",
             TransferKind::Payout => "payout",
@@ -504,6 +507,27 @@ pub fn check_accrue(
                 would_be_msat: would_be,
             });
         }
+    }
+    Ok(())
+}
+
+/// Checks, without writing, that a source that may go negative can still
+/// hand out `amount_msat` in the current group (its balance bound).
+pub fn check_source(
+    ctx: &mut WriteCtx<'_>,
+    debit: &str,
+    amount_msat: i64,
+) -> Result<(), LedgerError> {
+    if allows_negative(debit) != Some(true) {
+        return Err(LedgerError::UnknownAccount(debit.to_string()));
+    }
+    let (current, accrued) = ctx.state.ledger.headroom_of(ctx.conn, debit)?;
+    let would_be = i128::from(current) + accrued - i128::from(amount_msat);
+    if would_be.abs() > i128::from(MAX_BALANCE_MSAT) {
+        return Err(LedgerError::BalanceBound {
+            account: debit.to_string(),
+            would_be_msat: would_be,
+        });
     }
     Ok(())
 }

@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "hostile_clients",
         include_str!("../../migrations/0006_hostile_clients.sql"),
     ),
+    (
+        7,
+        "shares_v2",
+        include_str!("../../migrations/0007_shares_v2.sql"),
+    ),
 ];
 
 pub(crate) fn apply(conn: &Connection) -> anyhow::Result<()> {

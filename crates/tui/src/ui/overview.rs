@@ -41,10 +41,18 @@ impl Overview {
         let warnings = warning_lines(s, area.width as usize);
         let warnings_height = warnings.len() as u16;
         let counts_height = if wide { 0 } else { 2 };
-        let [warn_area, boxes_area, counts_area, chart_area] = Layout::vertical([
+        let origins = origin_lines(s, area.width as usize);
+        // Bordered; nothing at all when no pool software sends batches.
+        let origins_height = if origins.is_empty() {
+            0
+        } else {
+            origins.len() as u16 + 2
+        };
+        let [warn_area, boxes_area, counts_area, origins_area, chart_area] = Layout::vertical([
             Constraint::Length(warnings_height),
             Constraint::Length(9),
             Constraint::Length(counts_height),
+            Constraint::Length(origins_height),
             Constraint::Min(0),
         ])
         .areas(area);
@@ -83,10 +91,87 @@ impl Overview {
                 counts_area,
             );
         }
+        if !origins.is_empty() {
+            frame.render_widget(
+                Paragraph::new(origins).block(Block::bordered().title(" Share origins ")),
+                origins_area,
+            );
+        }
         if chart_area.height >= 5 {
             draw_chart(frame, chart_area, s);
         }
     }
+}
+
+/// Seconds without a batch before an origin is shown as silent, and lag
+/// before it is shown as behind (the daemon's warnings use the same).
+const ORIGIN_SILENT_S: i64 = 600;
+const ORIGIN_BEHIND_S: i64 = 120;
+/// Origins listed; the rest are summed up in one line.
+const ORIGIN_ROWS: usize = 4;
+
+/// One line per share origin (`POST /api/v2/shares` senders, bridges):
+/// last share, lag, backlog, quarantined lines, and a warning when silent
+/// or behind.
+fn origin_lines(s: &Snapshot, width: usize) -> Vec<Line<'static>> {
+    let room = width.saturating_sub(2);
+    let mut lines: Vec<Line<'static>> = s
+        .origins
+        .iter()
+        .take(ORIGIN_ROWS)
+        .map(|o| {
+            let silent_s = o.last_batch_at.map(|at| s.at - at);
+            let lag_s = o.lag_s();
+            let lag = lag_s.map_or("-".into(), |l| format!("{l}s"));
+            let quarantined = o.quarantined_lines.map_or("-".into(), |q| q.to_string());
+            let mut text = if width >= 120 {
+                format!(
+                    "{:<16} last share {:<8} lag {:<6} backlog {:<11} quarantined {:<4} {}/{} rejected, {} blocks",
+                    format::clip(&o.name, 16),
+                    format!("{} ago", format::age_opt(s.at, o.last_share_at)),
+                    lag,
+                    o.backlog_bytes
+                        .map_or("-".into(), |b| format!("{} B", format::grouped(b as i64))),
+                    quarantined,
+                    o.rejected,
+                    o.accepted + o.rejected,
+                    o.blocks,
+                )
+            } else {
+                format!(
+                    "{:<12} share {:<4} ago lag {:<5} q {:<3} blocks {}",
+                    format::clip(&o.name, 12),
+                    format::age_opt(s.at, o.last_share_at),
+                    lag,
+                    quarantined,
+                    o.blocks,
+                )
+            };
+            let problem = if silent_s.is_some_and(|q| q > ORIGIN_SILENT_S) {
+                Some("SILENT")
+            } else if lag_s.is_some_and(|l| l > ORIGIN_BEHIND_S) {
+                Some("BEHIND")
+            } else if o.quarantined_lines.is_some_and(|q| q > 0) {
+                Some("QUARANTINE")
+            } else {
+                None
+            };
+            match problem {
+                Some(p) => {
+                    text = format::clip(&format!("{p} {text}"), room);
+                    theme::warn_line(text)
+                }
+                None => Line::from(format::clip(&text, room)),
+            }
+        })
+        .collect();
+    if s.origins.len() > ORIGIN_ROWS {
+        lines.push(Line::from(Span::styled(
+            format!("and {} more origins", s.origins.len() - ORIGIN_ROWS),
+            theme::dim(),
+        )));
+    }
+    lines
 }
 
 /// The pause/resume confirmation (also bound on the Withdrawals tab).
