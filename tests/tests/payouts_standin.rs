@@ -693,6 +693,7 @@ async fn dead_node_mid_batch_ingest_unaffected_then_resolves_without_double_paym
             reqwest::Client::new()
                 .post(format!("{url}/api/admin/send_batch"))
                 .header("x-api-key", key)
+                .header("content-type", "application/json")
                 .body("{}")
                 .send()
                 .await
@@ -826,6 +827,7 @@ async fn hot_batch_kill_9_at_each_step_never_pays_twice() {
             let _ = reqwest::Client::new()
                 .post(format!("{url}/api/admin/send_batch"))
                 .header("x-api-key", key)
+                .header("content-type", "application/json")
                 .body("{}")
                 .send()
                 .await;
@@ -883,6 +885,7 @@ async fn cold_batch_faults_and_kills_never_pay_twice() {
             let _ = reqwest::Client::new()
                 .post(format!("{url}/api/admin/create_psbt"))
                 .header("x-api-key", key)
+                .header("content-type", "application/json")
                 .body("{}")
                 .send()
                 .await;
