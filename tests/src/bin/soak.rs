@@ -72,6 +72,9 @@ per_ip_per_minute = 1000000
 [limits]
 blocks_per_minute = 1000
 signed_per_minute = 1000
+# The soak's miners submit blocks all the time: lift the 24-hour bound on
+# what their own reports credit (the bound has its own tests).
+block_credit_daily_btc = "1000"
 [payouts]
 new_address_delay_s = 0
 batch_interval_s = 5
