@@ -75,6 +75,31 @@ impl From<PayoutError> for ApiError {
     }
 }
 
+/// A miner's signed state change on `path`: signature bound to `POST path`,
+/// a signed body `ts` in the window, and `miner_id` equal to the signer.
+async fn verify_miner_change(
+    app: &App,
+    headers: &HeaderMap,
+    body: &[u8],
+    path: &str,
+) -> Result<crate::auth::Signed, ApiError> {
+    let signed = app
+        .auth
+        .verify(
+            headers,
+            body,
+            Bucket::Signed,
+            Binding::Request {
+                method: "POST",
+                path,
+            },
+        )
+        .await?;
+    app.auth.require_body_ts(&signed.body)?;
+    require_same_miner(&signed.miner.id, &signed.body)?;
+    Ok(signed)
+}
+
 fn require_same_miner(signed_id: &str, body: &Value) -> Result<(), ApiError> {
     match body.get("miner_id").and_then(Value::as_str) {
         Some(id) if id == signed_id => Ok(()),
@@ -100,20 +125,7 @@ async fn payout_address(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let signed = app
-        .auth
-        .verify(
-            &headers,
-            &body,
-            Bucket::Signed,
-            Binding::Request {
-                method: "POST",
-                path: "/api/miner/payout_address",
-            },
-        )
-        .await?;
-    app.auth.require_body_ts(&signed.body)?;
-    require_same_miner(&signed.miner.id, &signed.body)?;
+    let signed = verify_miner_change(&app, &headers, &body, "/api/miner/payout_address").await?;
     let request: PayoutAddressBody = parse_json(&body)?;
     let (record, payable_at) = app
         .payouts
@@ -147,20 +159,7 @@ async fn withdraw(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let signed = app
-        .auth
-        .verify(
-            &headers,
-            &body,
-            Bucket::Signed,
-            Binding::Request {
-                method: "POST",
-                path: "/api/withdraw",
-            },
-        )
-        .await?;
-    app.auth.require_body_ts(&signed.body)?;
-    require_same_miner(&signed.miner.id, &signed.body)?;
+    let signed = verify_miner_change(&app, &headers, &body, "/api/withdraw").await?;
     let request: WithdrawBody = parse_json(&body)?;
     crate::replay::validate_event_id(&request.event_id)
         .map_err(|why| ApiError::unprocessable("invalid", why))?;

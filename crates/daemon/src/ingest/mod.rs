@@ -29,8 +29,8 @@ use crate::store::{StorageFault, Store, StoreError, WriteError};
 pub use db::{block_credits_of, prune, share_credits_of, verify};
 pub use feed::CreditFeed;
 
-/// Longest `event_id` accepted.
-pub const MAX_EVENT_ID_LEN: usize = 128;
+/// Longest `event_id` accepted (one rule for every signed or reported id).
+pub use crate::replay::MAX_EVENT_ID_LEN;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -492,12 +492,8 @@ fn event_id_field(
     required: bool,
 ) -> Result<Option<String>, IngestError> {
     let event_id = field_str(obj, "event_id", required)?;
-    if let Some(id) = &event_id
-        && (id.is_empty() || id.len() > MAX_EVENT_ID_LEN || id.chars().any(char::is_control))
-    {
-        return Err(IngestError::Invalid(format!(
-            "event_id must be 1 to {MAX_EVENT_ID_LEN} bytes without control characters"
-        )));
+    if let Some(id) = &event_id {
+        crate::replay::validate_event_id(id).map_err(IngestError::Invalid)?;
     }
     Ok(event_id)
 }

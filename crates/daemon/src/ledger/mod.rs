@@ -498,15 +498,24 @@ pub fn check_accrue(
     if allows_negative(credit).is_none() || debit == credit {
         return Err(LedgerError::UnknownAccount(credit.to_string()));
     }
-    for (name, sign) in [(debit, -1i128), (credit, 1i128)] {
-        let (current, accrued) = ctx.state.ledger.headroom_of(ctx.conn, name)?;
-        let would_be = i128::from(current) + accrued + sign * i128::from(amount_msat);
-        if would_be.abs() > i128::from(MAX_BALANCE_MSAT) {
-            return Err(LedgerError::BalanceBound {
-                account: name.to_string(),
-                would_be_msat: would_be,
-            });
-        }
+    check_headroom(ctx, debit, -i128::from(amount_msat))?;
+    check_headroom(ctx, credit, i128::from(amount_msat))
+}
+
+/// Whether `account`, with what the group already accrued to it, stays
+/// within [`MAX_BALANCE_MSAT`] after `delta_msat`.
+fn check_headroom(
+    ctx: &mut WriteCtx<'_>,
+    account: &str,
+    delta_msat: i128,
+) -> Result<(), LedgerError> {
+    let (current, accrued) = ctx.state.ledger.headroom_of(ctx.conn, account)?;
+    let would_be = i128::from(current) + accrued + delta_msat;
+    if would_be.abs() > i128::from(MAX_BALANCE_MSAT) {
+        return Err(LedgerError::BalanceBound {
+            account: account.to_string(),
+            would_be_msat: would_be,
+        });
     }
     Ok(())
 }
@@ -521,15 +530,7 @@ pub fn check_source(
     if allows_negative(debit) != Some(true) {
         return Err(LedgerError::UnknownAccount(debit.to_string()));
     }
-    let (current, accrued) = ctx.state.ledger.headroom_of(ctx.conn, debit)?;
-    let would_be = i128::from(current) + accrued - i128::from(amount_msat);
-    if would_be.abs() > i128::from(MAX_BALANCE_MSAT) {
-        return Err(LedgerError::BalanceBound {
-            account: debit.to_string(),
-            would_be_msat: would_be,
-        });
-    }
-    Ok(())
+    check_headroom(ctx, debit, -i128::from(amount_msat))
 }
 
 /// Accrues a credit to be rolled up into one transfer per account at the
