@@ -22,7 +22,11 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Vec<Violation>> {
     let mut violations = Vec::new();
 
     let (sum, non_integer): (i64, i64) = conn.query_row(
-        "SELECT COALESCE(SUM(balance_msat), 0), COALESCE(SUM(typeof(balance_msat) <> 'integer'), 0) FROM accounts",
+        // A non-integer balance is counted, not summed: a REAL in the sum
+        // would make the whole sum unreadable and hide every other check.
+        "SELECT COALESCE(SUM(CASE WHEN typeof(balance_msat) = 'integer' THEN balance_msat END), 0),
+                COALESCE(SUM(typeof(balance_msat) <> 'integer'), 0)
+         FROM accounts",
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
@@ -46,7 +50,7 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Vec<Violation>> {
          per_account AS (SELECT account, SUM(delta) AS total FROM moved GROUP BY account)
          SELECT a.name, a.balance_msat, COALESCE(p.total, 0)
          FROM accounts a LEFT JOIN per_account p ON p.account = a.id
-         WHERE a.balance_msat <> COALESCE(p.total, 0)
+         WHERE typeof(a.balance_msat) = 'integer' AND a.balance_msat <> COALESCE(p.total, 0)
          ORDER BY a.name LIMIT 100",
     )?;
     let mismatches = stmt.query_map([], |r| {
@@ -64,7 +68,9 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Vec<Violation>> {
     }
 
     let mut stmt = conn.prepare(
-        "SELECT name, balance_msat FROM accounts WHERE balance_msat > ?1 OR balance_msat < -?1 ORDER BY name LIMIT 100",
+        "SELECT name, balance_msat FROM accounts
+         WHERE typeof(balance_msat) = 'integer' AND (balance_msat > ?1 OR balance_msat < -?1)
+         ORDER BY name LIMIT 100",
     )?;
     let unbounded = stmt.query_map([super::MAX_BALANCE_MSAT], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
@@ -77,7 +83,9 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Vec<Violation>> {
     }
 
     let mut stmt = conn.prepare(
-        "SELECT name, balance_msat FROM accounts WHERE allow_negative = 0 AND balance_msat < 0 ORDER BY name LIMIT 100",
+        "SELECT name, balance_msat FROM accounts
+         WHERE typeof(balance_msat) = 'integer' AND allow_negative = 0 AND balance_msat < 0
+         ORDER BY name LIMIT 100",
     )?;
     let negatives = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
     for row in negatives {
