@@ -194,13 +194,15 @@ async fn the_faucet_page_solves_the_challenge_and_is_paid() {
     let Some(browser) = Browser::start().await else {
         return;
     };
-    let d = start("[faucet]\ndifficulty_bits = 12\nbatch_interval_s = 1\n").await;
+    // A cooldown under an hour reads in minutes, not "0 h".
+    let d = start("[faucet]\ndifficulty_bits = 12\nbatch_interval_s = 1\ncooldown_s = 600\n").await;
     browser.goto(&format!("{}/faucet.html", d.url)).await;
-    browser
+    let info = browser
         .wait_text("#faucet-info", WAIT, "faucet info", |t| {
             t.contains("per request")
         })
         .await;
+    assert!(info.contains("once every 10 min."), "{info}");
     let address = regtest_address();
     browser.fill("#address", &address).await;
     browser.click("#request").await;

@@ -119,6 +119,21 @@ export function formatTime(unixSeconds) {
  * (DEL and beyond, including each half of a surrogate pair) becomes
  * `\uXXXX` with lower-case hex, as Python writes it.
  */
+// A duration in the largest units that fit, e.g. "45 s", "10 min",
+// "1 h 30 min", "2 d 3 h": a 10-minute cooldown is not "0 h".
+export function formatDuration(seconds) {
+  const s = Math.max(0, Math.round(Number(seconds) || 0));
+  const unit = (big, bigName, small, smallName) => {
+    const whole = Math.floor(s / big);
+    const rest = Math.floor((s % big) / small);
+    return rest ? `${whole} ${bigName} ${rest} ${smallName}` : `${whole} ${bigName}`;
+  };
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return unit(60, 'min', 1, 's');
+  if (s < 86400) return unit(3600, 'h', 60, 'min');
+  return unit(86400, 'd', 3600, 'h');
+}
+
 export function canonicalJson(value) {
   if (value === null) return 'null';
   if (typeof value === 'bigint') return value.toString();

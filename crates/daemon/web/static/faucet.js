@@ -1,7 +1,7 @@
 // Faucet page: fetch a challenge, solve it in a Web Worker (progress shown),
 // post the request, then follow it until it is paid.
 
-import { $, api, notify, describeError, formatSat, registerServiceWorker, markNav } from './common.js';
+import { $, api, notify, describeError, formatSat, formatDuration, registerServiceWorker, markNav } from './common.js';
 
 let worker = null;
 let pollTimer = null;
@@ -122,8 +122,7 @@ async function loadInfo() {
       $('#request').disabled = true;
       return;
     }
-    const hours = Math.round((s.cooldown_s / 3600) * 10) / 10;
-    $('#faucet-info').textContent = `${formatSat(s.amount_sat)} ${s.network} BTC per request, once every ${hours} h. `
+    $('#faucet-info').textContent = `${formatSat(s.amount_sat)} ${s.network} BTC per request, once every ${formatDuration(s.cooldown_s)}. `
       + `Left today: ${formatSat(s.remaining_today_sat)} BTC. Waiting to be paid: ${s.queued}.`;
   } catch (e) {
     $('#faucet-info').textContent = 'Faucet status unavailable: ' + describeError(e);
