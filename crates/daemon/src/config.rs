@@ -113,6 +113,27 @@ pub struct HttpConfig {
     pub ingest_per_key_per_minute: u32,
     /// Pool ingest: failed authentications per client IP per minute.
     pub ingest_auth_failures_per_ip_per_minute: u32,
+    /// Block explorer page of a transaction, `{txid}` replaced; the PWA
+    /// links payouts to it. Unset: mempool.space for mainnet, testnet,
+    /// testnet4 and signet, none for regtest; `""` turns links off.
+    pub explorer_tx_url: Option<String>,
+}
+
+impl HttpConfig {
+    /// The explorer template in effect for `network` (`None`: plain text).
+    pub fn explorer_tx_url(&self, network: Network) -> Option<String> {
+        match &self.explorer_tx_url {
+            Some(url) if url.is_empty() => None,
+            Some(url) => Some(url.clone()),
+            None => match network {
+                Network::Mainnet => Some("https://mempool.space/tx/{txid}".into()),
+                Network::Testnet => Some("https://mempool.space/testnet/tx/{txid}".into()),
+                Network::Testnet4 => Some("https://mempool.space/testnet4/tx/{txid}".into()),
+                Network::Signet => Some("https://mempool.space/signet/tx/{txid}".into()),
+                Network::Regtest => None,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -331,6 +352,7 @@ impl Default for HttpConfig {
             register_per_ip_per_minute: 10,
             ingest_per_key_per_minute: 600_000,
             ingest_auth_failures_per_ip_per_minute: 30,
+            explorer_tx_url: None,
         }
     }
 }
@@ -636,6 +658,22 @@ impl Config {
             return bad(
                 "http.allowed_origins",
                 &format!("{origin:?} is not an origin (scheme://host[:port], no path)"),
+            );
+        }
+        if let Some(url) = self
+            .http
+            .explorer_tx_url
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            && (!(url.starts_with("https://") || url.starts_with("http://"))
+                || !url.contains("{txid}")
+                || url
+                    .chars()
+                    .any(|c| c.is_whitespace() || c == '"' || c == '<'))
+        {
+            return bad(
+                "http.explorer_tx_url",
+                "must be an http(s) address containing {txid}, or \"\" for none",
             );
         }
         if self.store.read_connections == 0 || self.store.read_connections > 64 {

@@ -16,6 +16,7 @@ pub mod events;
 pub mod faucet;
 pub mod hashrate;
 pub mod healthcheck;
+pub mod history;
 pub mod http;
 pub mod ingest;
 pub mod ledger;

@@ -67,11 +67,64 @@ impl OriginStatus {
     }
 }
 
+/// Hashrate over 1 min, 10 min and 1 h. A window longer than the history
+/// behind it (a miner, worker or pool that started less than the window
+/// ago) is averaged over that history instead: `*_s` says how many seconds
+/// each figure covers and `*_partial` that it is shorter than the window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Hashrate {
     pub h1m: f64,
     pub h10m: f64,
     pub h1h: f64,
+    #[serde(default)]
+    pub h1m_s: i64,
+    #[serde(default)]
+    pub h10m_s: i64,
+    #[serde(default)]
+    pub h1h_s: i64,
+    #[serde(default)]
+    pub h1m_partial: bool,
+    #[serde(default)]
+    pub h10m_partial: bool,
+    #[serde(default)]
+    pub h1h_partial: bool,
+}
+
+impl Hashrate {
+    /// `" (partial, 40 s)"` for a figure shorter than its window, `""`
+    /// for a whole one. Index 0, 1, 2: the 1 min, 10 min and 1 h figure.
+    pub fn partial_suffix(&self, index: usize) -> String {
+        let (partial, covered_s) = match index {
+            0 => (self.h1m_partial, self.h1m_s),
+            1 => (self.h10m_partial, self.h10m_s),
+            _ => (self.h1h_partial, self.h1h_s),
+        };
+        if partial {
+            format!(" (partial, {})", format_span_s(covered_s))
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// A span of seconds in the largest units that fit: `"40 s"`,
+/// `"9 min 20 s"`, `"1 h 5 min"`, `"2 d 3 h"`.
+pub fn format_span_s(seconds: i64) -> String {
+    let s = seconds.max(0);
+    let two = |big: i64, big_name: &str, small: i64, small_name: &str| {
+        let rest = (s % big) / small;
+        if rest == 0 {
+            format!("{} {big_name}", s / big)
+        } else {
+            format!("{} {big_name} {rest} {small_name}", s / big)
+        }
+    };
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => two(60, "min", 1, "s"),
+        3600..86_400 => two(3600, "h", 60, "min"),
+        _ => two(86_400, "d", 3600, "h"),
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,6 +234,16 @@ pub struct WorkerRow {
     pub worker_name: String,
     pub hashrate: Hashrate,
     pub last_share_at: Option<i64>,
+    /// Shares accepted and rejected in the last hour (since start-up when
+    /// the daemon is younger).
+    #[serde(default)]
+    pub accepted_1h: u64,
+    #[serde(default)]
+    pub rejected_1h: u64,
+    /// Whether the pool reports this worker's rejects at all (`false`:
+    /// `rejected_1h` is unknown, not zero).
+    #[serde(default)]
+    pub rejects_reported: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -61,6 +61,12 @@ pub fn snapshot() -> Snapshot {
             h1m: 45.1e12,
             h10m: 43.87e12,
             h1h: 41.2e12,
+            // The daemon started 40 min ago: the hour is partial.
+            h1m_s: 60,
+            h10m_s: 600,
+            h1h_s: 2400,
+            h1h_partial: true,
+            ..Default::default()
         },
         shares_per_s: 10_503.25,
         miners_total: 6,
@@ -193,12 +199,34 @@ pub fn miner_detail(row: &MinerRow) -> MinerDetail {
     let workers = (0..row.workers.min(4))
         .map(|w| WorkerRow {
             worker_name: format!("rig{w}"),
-            hashrate: Hashrate {
-                h1m: row.hashrate_10m / 4.0 * 1.02,
-                h10m: row.hashrate_10m / 4.0,
-                h1h: row.hashrate_10m / 4.0 * 0.97,
+            // rig1 started 40 s ago: its 10 min and 1 h figures are partial.
+            hashrate: if w == 1 {
+                Hashrate {
+                    h1m: row.hashrate_10m / 4.0,
+                    h10m: row.hashrate_10m / 4.0,
+                    h1h: row.hashrate_10m / 4.0,
+                    h1m_s: 40,
+                    h10m_s: 40,
+                    h1h_s: 40,
+                    h1m_partial: true,
+                    h10m_partial: true,
+                    h1h_partial: true,
+                }
+            } else {
+                Hashrate {
+                    h1m: row.hashrate_10m / 4.0 * 1.02,
+                    h10m: row.hashrate_10m / 4.0,
+                    h1h: row.hashrate_10m / 4.0 * 0.97,
+                    h1m_s: 60,
+                    h10m_s: 600,
+                    h1h_s: 3600,
+                    ..Default::default()
+                }
             },
             last_share_at: Some(NOW - 3 - w as i64),
+            accepted_1h: 1200 + 100 * w as u64,
+            rejected_1h: w as u64,
+            rejects_reported: true,
         })
         .collect();
     let recent_credits = (0..5)
@@ -220,6 +248,7 @@ pub fn miner_detail(row: &MinerRow) -> MinerDetail {
             h1m: row.hashrate_10m * 1.02,
             h10m: row.hashrate_10m,
             h1h: row.hashrate_10m * 0.97,
+            ..Default::default()
         },
         workers,
         recent_credits,

@@ -541,17 +541,7 @@ fn balance_event(miner_id: &str, balance_msat: i64) -> Event {
 fn hashrate_json_text(app: &App, miner_id: &str) -> String {
     let now = crate::clock::now_s();
     let h = app.tracker.miner(miner_id, now);
-    let workers: Vec<Value> = h
-        .workers
-        .iter()
-        .map(|w| {
-            json!({
-                "worker_name": w.worker_name,
-                "hashrate": hashrate_json(&w.hashrate),
-                "last_share_at": w.last_share_at,
-            })
-        })
-        .collect();
+    let workers: Vec<Value> = h.workers.iter().map(super::miner::worker_json).collect();
     json!({
         "miner_id": miner_id,
         "at": now,

@@ -325,6 +325,15 @@ impl Ingest {
             work,
             received_at,
         );
+        // v1 reports carry accepted shares only: rejects are not reported.
+        inner.tracker.record_counts(
+            &report.miner_id,
+            &report.worker_name,
+            minute,
+            report.shares,
+            0,
+            false,
+        );
         inner.feed.push(CreditEvent {
             miner_id: report.miner_id.clone(),
             worker_name: report.worker_name.clone(),

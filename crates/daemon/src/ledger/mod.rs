@@ -577,6 +577,62 @@ pub fn accrue(
     Ok((credit_id, ledger.group))
 }
 
+/// One change of an account's balance: when, by how much (credits
+/// positive, debits negative) and of what kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Movement {
+    pub at_s: i64,
+    pub delta_msat: i64,
+    pub kind: String,
+    /// Credits rolled up into this transfer.
+    pub items: i64,
+}
+
+/// Every transfer into or out of `name` created at or after `from_s`,
+/// oldest first (empty for an unknown account). Reads newest first along
+/// the account's index and stops at the first older transfer (ids grow
+/// with time), so a day of history costs a day of rows, not the account's
+/// whole life.
+pub fn movements_since(
+    conn: &Connection,
+    name: &str,
+    from_s: i64,
+) -> rusqlite::Result<Vec<Movement>> {
+    let Some(id) = account_id(conn, name)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (sql, sign) in [
+        (
+            "SELECT created_at, amount_msat, kind, item_count FROM transfers
+             WHERE credit_account_id = ?1 ORDER BY id DESC",
+            1,
+        ),
+        (
+            "SELECT created_at, amount_msat, kind, item_count FROM transfers
+             WHERE debit_account_id = ?1 ORDER BY id DESC",
+            -1,
+        ),
+    ] {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let mut rows = stmt.query([id])?;
+        while let Some(r) = rows.next()? {
+            let at_s: i64 = r.get(0)?;
+            if at_s < from_s {
+                break;
+            }
+            out.push(Movement {
+                at_s,
+                delta_msat: sign * r.get::<_, i64>(1)?,
+                kind: r.get(2)?,
+                items: r.get(3)?,
+            });
+        }
+    }
+    out.sort_by_key(|m| m.at_s);
+    Ok(out)
+}
+
 /// Looks up an account id without creating it.
 pub fn account_id(conn: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
     conn.prepare_cached("SELECT id FROM accounts WHERE name = ?1")?

@@ -27,6 +27,8 @@ pub struct Written {
     pub credits: HashMap<String, (i64, i64)>,
     /// (miner, worker, minute) → work, for the in-memory hashrate.
     pub work: HashMap<(String, String, i64), u128>,
+    /// (miner, worker, minute) → (accepted, rejected) shares, new ones only.
+    pub counts: HashMap<(String, String, i64), (u64, u64)>,
     pub received_at: i64,
 }
 
@@ -113,6 +115,7 @@ pub(super) fn insert_batch(
     // Borrowed keys while looping (no allocation per share), owned after.
     let mut credits: HashMap<&str, (i64, i64)> = HashMap::new();
     let mut work: HashMap<(&str, &str, i64), u128> = HashMap::new();
+    let mut counts: HashMap<(&str, &str, i64), (u64, u64)> = HashMap::new();
     let mut accounts: HashMap<&str, String> = HashMap::new();
     let mut max_seq = 0i64;
     let mut last_share_ms = i64::MIN;
@@ -193,6 +196,21 @@ pub(super) fn insert_batch(
             };
             max_seq = max_seq.max(share.seq);
             last_share_ms = last_share_ms.max(share.share_ms);
+            {
+                let at_s = (share.share_ms / 1000).min(now_s);
+                let count = counts
+                    .entry((
+                        share.miner.as_str(),
+                        share.worker.as_str(),
+                        at_s - at_s.rem_euclid(60),
+                    ))
+                    .or_default();
+                if share.accepted {
+                    count.0 += 1;
+                } else {
+                    count.1 += 1;
+                }
+            }
             if share.accepted {
                 written.accepted += 1;
                 if share.work > 0 {
@@ -238,6 +256,10 @@ pub(super) fn insert_batch(
         .map(|(miner, v)| (miner.to_string(), v))
         .collect();
     written.work = work
+        .into_iter()
+        .map(|((m, w, minute), v)| ((m.to_string(), w.to_string(), minute), v))
+        .collect();
+    written.counts = counts
         .into_iter()
         .map(|((m, w, minute), v)| ((m.to_string(), w.to_string(), minute), v))
         .collect();
@@ -327,6 +349,22 @@ pub fn origins(conn: &Connection) -> rusqlite::Result<Vec<OriginStatus>> {
 }
 
 /// Rejected shares per miner and reason: `(miner, reason, count)`.
+/// Block solves received at or after `from_s`, oldest first:
+/// `(received_at, height, hash, miner)`. Blocks are rare: a scan is fine.
+pub fn blocks_since(
+    conn: &Connection,
+    from_s: i64,
+) -> rusqlite::Result<Vec<(i64, Option<i64>, String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT received_at, height, hash, miner_id FROM block_solves WHERE received_at >= ?1
+         ORDER BY received_at, origin_id, seq",
+    )?;
+    let rows = stmt.query_map([from_s], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })?;
+    rows.collect()
+}
+
 pub fn rejects(conn: &Connection) -> rusqlite::Result<Vec<(String, String, i64)>> {
     let mut stmt =
         conn.prepare_cached("SELECT miner_id, reason, count FROM share_rejects ORDER BY 1, 2")?;

@@ -32,7 +32,7 @@ use crate::metrics::Metrics;
 use crate::miners::ActivityCache;
 use crate::secrets::Secrets;
 use crate::store::{StorageFault, Store, StoreError, WriteError};
-pub use db::{origins, prune, rejects, verify};
+pub use db::{blocks_since, origins, prune, rejects, verify};
 pub use parse::{Batch, Share, parse_batch};
 
 /// `[shares]` in the configuration file.
@@ -241,6 +241,11 @@ impl Shares {
             inner
                 .tracker
                 .record(miner, worker, *minute, *work, written.received_at);
+        }
+        for ((miner, worker, minute), (accepted, rejected)) in &written.counts {
+            inner
+                .tracker
+                .record_counts(miner, worker, *minute, *accepted, *rejected, true);
         }
         let first_seq = written.new_ranges.first().map(|r| r.0).unwrap_or(0);
         for (miner, (account_id, amount_msat)) in &written.credits {

@@ -4,12 +4,63 @@
 
 import {
   $, el, api, signedPost, notify, describeError, formatSat, formatMsat, formatMsatAsBtc,
-  parseBtc, formatTime, nowSeconds, randomId, parseJsonExact, registerServiceWorker, markNav,
+  parseBtc, formatTime, formatDuration, nowSeconds, randomId, parseJsonExact, registerServiceWorker, markNav,
 } from './common.js';
+import { drawChart, redrawAll } from './chart.js';
 
 const MAX_CREDITS = 30;
+// History is refetched at most this often on live events, and on this
+// period anyway so the time axis moves.
+const HISTORY_DEBOUNCE_MS = 3000;
+const HISTORY_PERIOD_MS = 60000;
 let minerId = null;
 let source = null;
+let explorerTxUrl = null;
+let minerHistory = null;
+let poolHistory = null;
+let historyTimer = null;
+
+/** Hashes per second as text: 1.23 TH/s. Not money: a float is fine. */
+function formatHps(v) {
+  const units = ['H/s', 'kH/s', 'MH/s', 'GH/s', 'TH/s', 'PH/s', 'EH/s'];
+  let i = 0;
+  let x = Number(v) || 0;
+  while (x >= 1000 && i < units.length - 1) { x /= 1000; i += 1; }
+  return (x >= 100 || x === 0 ? x.toFixed(0) : x.toPrecision(3)) + ' ' + units[i];
+}
+
+/** An axis value in sat as BTC (the tick value, exactly). */
+const formatSatAxis = (v) => formatSat(BigInt(Math.round(v)));
+
+// ---- offline: the last data seen, kept and shown marked stale ---------------------
+
+function remember(name, value) {
+  try {
+    const text = JSON.stringify({ at: nowSeconds(), value }, (k, v) => (typeof v === 'bigint' ? v.toString() : v));
+    localStorage.setItem('pooldesk.last.' + name, text);
+  } catch (e) { /* storage full or disabled: nothing to keep */ }
+}
+
+function recall(name) {
+  try {
+    return JSON.parse(localStorage.getItem('pooldesk.last.' + name) || 'null');
+  } catch (e) {
+    return null;
+  }
+}
+
+function setStale(at) {
+  const badge = $('#data-state');
+  if (at === null) {
+    badge.classList.add('hidden');
+    badge.textContent = '';
+    return;
+  }
+  badge.className = 'badge stale';
+  badge.textContent = `offline — last data from ${formatTime(at)}`;
+}
+
+const offline = (e) => e && (e.status === 0 || (e.status === 503 && e.code === 'offline'));
 
 const keyName = (id) => 'pooldesk.key.' + id;
 
@@ -32,10 +83,21 @@ function showWorkers(workers) {
     el('td', { class: 'mono' }, w.worker_name),
     el('td', { class: 'num' }, w.hashrate.h1m_text),
     el('td', { class: 'num' }, w.hashrate.h10m_text),
-    el('td', { class: 'num' }, w.hashrate.h1h_text))));
+    el('td', { class: 'num' }, w.hashrate.h1h_text),
+    el('td', { class: 'num', 'data-testid': 'shares-1h' }, shareCounts(w)))));
   if (!body.children.length) {
-    body.append(el('tr', {}, el('td', { colspan: 4, class: 'muted' }, 'No shares in the last hour.')));
+    body.append(el('tr', {}, el('td', { colspan: 5, class: 'muted' }, 'No shares in the last hour.')));
   }
+}
+
+/** "1200 / 3 (0.25 %)"; "1200 / —" where the pool does not report rejects. */
+function shareCounts(w) {
+  const accepted = Number(w.accepted_1h || 0);
+  if (w.rejected_1h === null || w.rejected_1h === undefined) return `${accepted} / —`;
+  const rejected = Number(w.rejected_1h);
+  const total = accepted + rejected;
+  const rate = total ? ` (${((rejected * 100) / total).toFixed(2)} %)` : '';
+  return `${accepted} / ${rejected}${rate}`;
 }
 
 function showBalance(balanceMsat) {
@@ -61,7 +123,14 @@ function withdrawalRow(w) {
     el('td', { class: 'num' }, formatSat(w.amount_sat)),
     el('td', {}, w.state + (w.note ? ` (${w.note})` : '')),
     el('td', { class: 'mono' }, w.address),
-    el('td', { class: 'mono' }, w.txid || '—'));
+    el('td', { class: 'mono' }, txidCell(w.txid)));
+}
+
+/** A txid, linked to the pool's block explorer where it has one. */
+function txidCell(txid) {
+  if (!txid) return '—';
+  if (!explorerTxUrl) return txid;
+  return el('a', { href: explorerTxUrl.replace('{txid}', encodeURIComponent(txid)), rel: 'noopener noreferrer', target: '_blank' }, txid);
 }
 
 function upsertWithdrawal(w) {
@@ -73,6 +142,7 @@ function upsertWithdrawal(w) {
 }
 
 function showDetail(d) {
+  explorerTxUrl = d.explorer_tx_url || null;
   $('#miner-name').textContent = d.miner_id;
   showBalance(d.balance_msat);
   showHashrate(d.hashrate);
@@ -87,10 +157,20 @@ function showDetail(d) {
 async function refetch() {
   if (!minerId) return;
   try {
-    showDetail(await api('/api/miners/' + encodeURIComponent(minerId)));
+    const detail = await api('/api/miners/' + encodeURIComponent(minerId));
+    showDetail(detail);
+    remember('miner.' + minerId, detail);
+    setStale(null);
     notify($('#follow-msg'), '', '');
+    refetchHistory();
   } catch (e) {
-    if (e.status === 404) {
+    const kept = offline(e) ? recall('miner.' + minerId) : null;
+    if (kept) {
+      showDetail(kept.value);
+      const history = recall('history.' + minerId);
+      if (history) showHistory(history.value);
+      setStale(kept.at);
+    } else if (e.status === 404) {
       notify($('#follow-msg'), 'warn', `No miner "${minerId}" yet: figures appear with its first share.`);
     } else {
       notify($('#follow-msg'), 'bad', describeError(e));
@@ -98,7 +178,141 @@ async function refetch() {
   }
 }
 
+// ---- charts, progress and hourly credits -----------------------------------------
+
+function showProgress(p) {
+  const bar = $('#progress-bar');
+  bar.value = Number(p.permille);
+  bar.dataset.permille = String(p.permille);
+  bar.dataset.toGoMsat = String(p.to_go_msat);
+  bar.dataset.thresholdMsat = String(p.threshold_msat);
+  $('#progress-text').textContent = BigInt(p.to_go_msat) === 0n
+    ? `Threshold of ${formatMsatAsBtc(p.threshold_msat)} BTC reached: the next payout batch includes you.`
+    : `${formatMsatAsBtc(p.balance_msat)} of ${formatMsatAsBtc(p.threshold_msat)} BTC — ${formatMsatAsBtc(p.to_go_msat)} BTC to go.`;
+  const pace = p.per_day_msat === null || p.per_day_msat === undefined ? 'No estimate yet'
+    : (BigInt(p.per_day_msat) > 0n ? `About ${formatMsatAsBtc(p.per_day_msat)} BTC a day` : 'Nothing earned lately');
+  const eta = p.eta_s === null || p.eta_s === undefined
+    ? '' : (Number(p.eta_s) > 0 ? `; at that pace the threshold is reached in about ${formatDuration(Number(p.eta_s))}` : '');
+  $('#progress-estimate').textContent = `${pace}${eta} (${p.assumptions}).`;
+}
+
+function hashrateSeries(h) {
+  const worker = $('#chart-worker').value;
+  const points = (list) => list.map(([t, , rate]) => [t, rate]);
+  if (worker && h.hashrate.workers[worker]) {
+    return [{ name: worker, points: points(h.hashrate.workers[worker]), cls: 'c1' }];
+  }
+  return [{ name: 'total', points: points(h.hashrate.total), cls: 'c0' }];
+}
+
+function showWorkerChoice(h) {
+  const select = $('#chart-worker');
+  const chosen = select.value;
+  const names = Object.keys(h.hashrate.workers).sort();
+  select.replaceChildren(el('option', { value: '' }, 'all workers (total)'),
+    ...names.map((n) => el('option', { value: n, selected: n === chosen }, n)));
+}
+
+function drawMinerCharts(h) {
+  drawChart($('#chart-hashrate'), {
+    series: hashrateSeries(h), from: h.from, to: h.now, step: true, format: formatHps,
+    empty: 'No shares in the last 24 h.',
+  });
+  const payoutMarks = (h.payouts || []).map((p) => ({
+    t: p.at, cls: 'payout', label: `payout #${p.withdrawal_id}: ${formatSat(p.amount_sat)} BTC (${p.state})`,
+  }));
+  drawChart($('#chart-balance'), {
+    series: [{ name: 'balance', points: h.balance.map(([t, msat]) => [t, Number(msat) / 1000]), cls: 'c2' }],
+    marks: payoutMarks, from: h.from, to: h.now, step: true, format: formatSatAxis,
+  });
+  drawChart($('#chart-earnings'), {
+    series: [{ name: 'earned per hour', points: h.earnings.map((e) => [e.t, Number(e.amount_msat) / 1000]), cls: 'c1' }],
+    marks: payoutMarks, from: h.from, to: h.now, step: true, format: formatSatAxis,
+    empty: 'No credits in the last 24 h.',
+  });
+}
+
+function showEarnings(h) {
+  const hour = (t) => {
+    const d = new Date(t * 1000);
+    return `${d.toLocaleDateString()} ${String(d.getHours()).padStart(2, '0')}:00`;
+  };
+  const rows = [...h.earnings].reverse().map((e) => el('tr', {},
+    el('td', {}, hour(e.t)),
+    el('td', { class: 'num mono' }, formatMsat(e.amount_msat)),
+    el('td', { class: 'num' }, String(e.credits))));
+  $('#earnings').replaceChildren(...(rows.length ? rows
+    : [el('tr', {}, el('td', { colspan: 3, class: 'muted' }, 'No credits in the last 24 h.'))]));
+}
+
+function showHistory(h) {
+  minerHistory = h;
+  showWorkerChoice(h);
+  drawMinerCharts(h);
+  showEarnings(h);
+  showProgress(h.progress);
+}
+
+let historyPending = null;
+/** Fetches the charts' data; live events call it at most every few seconds. */
+function refetchHistory(soon = false) {
+  if (!minerId) return;
+  if (soon) {
+    if (historyPending) return;
+    historyPending = setTimeout(() => { historyPending = null; refetchHistory(); }, HISTORY_DEBOUNCE_MS);
+    return;
+  }
+  const id = minerId;
+  api('/api/miners/' + encodeURIComponent(id) + '/history').then((h) => {
+    if (id !== minerId) return;
+    remember('history.' + id, h);
+    showHistory(h);
+  }).catch((e) => {
+    if (!offline(e) && e.status !== 404) notify($('#follow-msg'), 'bad', describeError(e));
+  });
+}
+
+/** A live hashrate event moves the newest point of the hashrate chart. */
+function liveHashrate(h) {
+  if (!minerHistory || !h || !h.hashrate) return;
+  const last = (list, rate) => { if (list.length) list[list.length - 1][2] = rate; };
+  last(minerHistory.hashrate.total, h.hashrate.h1m);
+  for (const w of h.workers || []) {
+    const list = minerHistory.hashrate.workers[w.worker_name];
+    if (list) last(list, w.hashrate.h1m);
+  }
+  drawMinerCharts(minerHistory);
+}
+
+function drawPoolCharts(p) {
+  drawChart($('#chart-pool-hashrate'), {
+    series: [{ name: 'pool', points: p.hashrate.map(([t, , rate]) => [t, rate]), cls: 'c0' }],
+    marks: (p.blocks || []).map((b) => ({ t: b.at, cls: 'block', label: `block ${b.height ?? ''} by ${b.miner_id}` })),
+    from: p.from, to: p.now, step: true, format: formatHps, empty: 'No shares in the last 24 h.',
+  });
+  drawChart($('#chart-pool-miners'), {
+    series: [{ name: 'miners', points: p.hashrate.map(([t], i) => [t, p.miners[i]]), cls: 'c1' }],
+    from: p.from, to: p.now, step: true, format: (v) => String(Math.round(v)),
+  });
+}
+
+async function refetchPoolHistory() {
+  try {
+    poolHistory = await api('/api/pool/history');
+    remember('pool', poolHistory);
+    drawPoolCharts(poolHistory);
+  } catch (e) {
+    const kept = offline(e) ? recall('pool') : null;
+    if (kept) drawPoolCharts(kept.value);
+  }
+}
+
 function showPool(p) {
+  if (poolHistory && poolHistory.hashrate.length) {
+    poolHistory.hashrate[poolHistory.hashrate.length - 1][2] = p.hashrate.h1m;
+    poolHistory.miners[poolHistory.miners.length - 1] = p.miners_active;
+    drawPoolCharts(poolHistory);
+  }
   $('#pool-hr').textContent = p.hashrate.h10m_text;
   $('#pool-miners').textContent = String(p.miners_active);
   $('#pool-workers').textContent = String(p.workers_active);
@@ -130,10 +344,11 @@ function connect() {
     const h = data(e);
     showHashrate(h.hashrate);
     showWorkers(h.workers);
+    liveHashrate(h);
   });
-  source.addEventListener('balance', (e) => showBalance(data(e).balance_msat));
-  source.addEventListener('credit', (e) => addCredit(data(e)));
-  source.addEventListener('withdrawal', (e) => upsertWithdrawal(data(e)));
+  source.addEventListener('balance', (e) => { showBalance(data(e).balance_msat); refetchHistory(true); });
+  source.addEventListener('credit', (e) => { addCredit(data(e)); refetchHistory(true); });
+  source.addEventListener('withdrawal', (e) => { upsertWithdrawal(data(e)); refetchHistory(true); });
   // The server could not replay what we missed: refetch.
   source.addEventListener('reset', refetch);
   source.addEventListener('lagged', refetch);
@@ -150,6 +365,9 @@ function follow(id) {
   $('#account-panel').classList.remove('hidden');
   showAccount();
   connect();
+  // At once, not only when the stream opens: offline, the stream never
+  // opens and the last data seen is shown from here, marked stale.
+  refetch();
 }
 
 // ---- account ----------------------------------------------------------------------
@@ -230,6 +448,14 @@ function start() {
   $('#signout').addEventListener('click', signOut);
   $('#address-form').addEventListener('submit', setAddress);
   $('#withdraw-form').addEventListener('submit', withdraw);
+  $('#chart-worker').addEventListener('change', () => { if (minerHistory) drawMinerCharts(minerHistory); });
+  let resizeTimer = null;
+  window.addEventListener('resize', () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(redrawAll, 150);
+  });
+  refetchPoolHistory();
+  historyTimer = setInterval(() => { refetchHistory(); refetchPoolHistory(); }, HISTORY_PERIOD_MS);
   const initial = new URLSearchParams(location.search).get('miner') || localStorage.getItem('pooldesk.minerId');
   if (initial) {
     $('#miner-id').value = initial;

@@ -7,7 +7,7 @@
 // cache refreshed on every success, so an upgraded daemon's pages show up at
 // once when online.
 
-const VERSION = 'pooldesk-shell-v1';
+const VERSION = 'pooldesk-shell-v2';
 const SHELL = [
   '/',
   '/index.html',
@@ -16,6 +16,7 @@ const SHELL = [
   '/faucet.html',
   '/static/app.css',
   '/static/common.js',
+  '/static/chart.js',
   '/static/admin-key.js',
   '/static/dashboard.js',
   '/static/admin.js',

@@ -755,10 +755,13 @@ pub fn detail_lines(d: &MinerDetail, sh: &Shared, width: usize) -> Vec<Line<'sta
         Line::from(vec![
             label("hashrate"),
             Span::raw(format!(
-                "1m {} · 10m {} · 1h {}",
+                "1m {}{} · 10m {}{} · 1h {}{}",
                 format::hashrate(d.hashrate.h1m),
+                d.hashrate.partial_suffix(0),
                 format::hashrate(d.hashrate.h10m),
-                format::hashrate(d.hashrate.h1h)
+                d.hashrate.partial_suffix(1),
+                format::hashrate(d.hashrate.h1h),
+                d.hashrate.partial_suffix(2)
             )),
         ]),
     ];
@@ -788,22 +791,49 @@ pub fn detail_lines(d: &MinerDetail, sh: &Shared, width: usize) -> Vec<Line<'sta
         format!("Workers ({})", d.workers.len()),
         theme::strong(),
     )));
-    let name_w = width.saturating_sub(42).clamp(8, 30);
+    // Hashrate cells are 11 wide: "24.99 TH/s" plus "~" when partial.
+    let name_w = width.saturating_sub(52).clamp(8, 30);
     lines.push(Line::from(Span::styled(
         format!(
-            "{:<name_w$} {:>10} {:>10} {:>10} {:>5}",
-            "NAME", "1 MIN", "10 MIN", "1 HOUR", "LAST"
+            "{:<name_w$} {:>11} {:>11} {:>11} {:>6} {:>5}",
+            "NAME", "1 MIN", "10 MIN", "1 HOUR", "REJ 1H", "LAST"
         ),
         theme::header(),
     )));
+    // A figure averaged over less than its window is marked `~`.
+    let cell = |rate: f64, partial: bool| {
+        format!(
+            "{}{}",
+            format::hashrate(rate),
+            if partial { "~" } else { " " }
+        )
+    };
     for w in d.workers.iter().take(20) {
+        let h = &w.hashrate;
+        // Rejected share of the last hour's shares; "—" where the pool
+        // does not report rejects.
+        let total = w.accepted_1h.saturating_add(w.rejected_1h);
+        let rejected = if !w.rejects_reported {
+            "—".to_string()
+        } else if total == 0 {
+            "0%".to_string()
+        } else {
+            format!("{:.1}%", w.rejected_1h as f64 * 100.0 / total as f64)
+        };
         lines.push(Line::from(format!(
-            "{:<name_w$} {:>10} {:>10} {:>10} {:>5}",
+            "{:<name_w$} {:>11} {:>11} {:>11} {:>6} {:>5}",
             format::clip(&w.worker_name, name_w),
-            format::hashrate(w.hashrate.h1m),
-            format::hashrate(w.hashrate.h10m),
-            format::hashrate(w.hashrate.h1h),
+            cell(h.h1m, h.h1m_partial),
+            cell(h.h10m, h.h10m_partial),
+            cell(h.h1h, h.h1h_partial),
+            rejected,
             format::age_opt(now, w.last_share_at)
+        )));
+    }
+    if d.workers.iter().any(|w| w.hashrate.h1h_partial) {
+        lines.push(Line::from(Span::styled(
+            "~ partial: averaged over a history shorter than the window",
+            theme::dim(),
         )));
     }
     if d.workers.len() > 20 {

@@ -269,9 +269,18 @@ fn row(label: &str, value: String) -> Line<'static> {
 
 fn pool_lines(s: &Snapshot) -> Vec<Line<'static>> {
     vec![
-        row("1 min", format::hashrate(s.hashrate.h1m)),
-        row("10 min", format::hashrate(s.hashrate.h10m)),
-        row("1 hour", format::hashrate(s.hashrate.h1h)),
+        row(
+            "1 min",
+            format::hashrate(s.hashrate.h1m) + &s.hashrate.partial_suffix(0),
+        ),
+        row(
+            "10 min",
+            format::hashrate(s.hashrate.h10m) + &s.hashrate.partial_suffix(1),
+        ),
+        row(
+            "1 hour",
+            format::hashrate(s.hashrate.h1h) + &s.hashrate.partial_suffix(2),
+        ),
         row("shares/s", format!("{:.2}", s.shares_per_s)),
         row(
             "miners",
