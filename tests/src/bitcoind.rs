@@ -51,6 +51,8 @@ pub fn exe_or_skip(suite: &str) -> Option<PathBuf> {
 /// A running regtest node; killed (and its datadir removed) on drop.
 pub struct Bitcoind {
     child: Child,
+    /// How it was started, for [`Bitcoind::restart_with`].
+    command: (PathBuf, Vec<String>),
     dir: tempfile::TempDir,
     pub cookie: PathBuf,
     pub url: String,
@@ -74,12 +76,14 @@ impl Bitcoind {
     pub async fn start_with(exe: &Path, extra: &[&str]) -> Bitcoind {
         let dir = tempfile::tempdir().expect("datadir");
         let rpc_port = free_port();
-        let child = Command::new(exe)
-            .arg("-regtest")
-            .arg(format!("-datadir={}", dir.path().display()))
-            .arg(format!("-rpcport={rpc_port}"))
-            .arg(format!("-port={}", free_port()))
-            .args([
+        let mut args = vec![
+            "-regtest".to_string(),
+            format!("-datadir={}", dir.path().display()),
+            format!("-rpcport={rpc_port}"),
+            format!("-port={}", free_port()),
+        ];
+        args.extend(
+            [
                 "-listen=0",
                 "-server=1",
                 "-fallbackfee=0.0002",
@@ -92,22 +96,44 @@ impl Bitcoind {
                 "-fixedseeds=0",
                 "-natpmp=0",
                 "-discover=0",
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", exe.display()));
+            ]
+            .into_iter()
+            .map(String::from),
+        );
+        let child = spawn(exe, &args, extra);
         let cookie = dir.path().join("regtest").join(".cookie");
         let url = format!("http://127.0.0.1:{rpc_port}");
         let rpc = RpcClient::new(&url, Creds::Cookie(cookie.clone()), Duration::from_secs(60));
         let mut node = Bitcoind {
             child,
+            command: (exe.to_path_buf(), args),
             dir,
             cookie,
             url,
             rpc,
         };
+        node.wait_rpc().await;
+        node
+    }
+
+    /// Stops the node (`stop`, then waits for its exit) and starts it again
+    /// on the same datadir and ports with `extra` options instead of the
+    /// first start's. Wallets are not reloaded: call `loadwallet`.
+    pub async fn restart_with(&mut self, extra: &[&str]) {
+        let _ = self.try_call(None, "stop", "[]").await;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.child.try_wait().ok().flatten().is_none() {
+            assert!(Instant::now() < deadline, "bitcoind did not stop");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = std::fs::remove_file(&self.cookie);
+        let (exe, args) = self.command.clone();
+        self.child = spawn(&exe, &args, extra);
+        self.wait_rpc().await;
+    }
+
+    async fn wait_rpc(&mut self) {
+        let node = self;
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if node.cookie.exists() && node.rpc.call(None, "getblockchaininfo", "[]").await.is_ok()
@@ -124,7 +150,6 @@ impl Bitcoind {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        node
     }
 
     /// The end of the node's debug.log, for assertion messages.
@@ -203,4 +228,14 @@ impl Bitcoind {
             wallet: wallet.into(),
         }
     }
+}
+
+fn spawn(exe: &Path, args: &[String], extra: &[&str]) -> Child {
+    Command::new(exe)
+        .args(args)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", exe.display()))
 }

@@ -565,6 +565,8 @@ const ENV_NOT_CONFIG: &[&str] = &[
     "POOLDESK_SHARED_SECRET",
     "POOLDESK_SHARED_SECRET_FILE",
     "POOLDESK_FAULT_DIR",
+    // The payouts' test-only crash hook (payouts/crash.rs).
+    "POOLDESK_TEST_CRASH_AT",
     // Set by contrib/test.sh for the tools it runs, not for the daemon.
     "POOLDESK_SKIP_LOG",
     "POOLDESK_CACHE_DIR",

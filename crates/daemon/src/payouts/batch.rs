@@ -8,7 +8,7 @@ use pooldesk_proto::model::{
 };
 
 use super::db::{self, Batch, Withdrawal};
-use super::{PAUSED_KEY, PayoutError, Payouts};
+use super::{PAUSED_KEY, PayoutError, Payouts, crash};
 use crate::audit::{self, Actor};
 use crate::config::PayoutMode;
 use crate::events::BusEvent;
@@ -253,6 +253,7 @@ impl Payouts {
         state: &'static str,
         plan: &Plan,
         fee_rate: u64,
+        prebuilt: bool,
     ) -> Result<Batch, PayoutError> {
         let outputs = plan.outputs.clone();
         let ids = plan.ids.clone();
@@ -261,7 +262,7 @@ impl Payouts {
             .inner
             .store
             .write(move |ctx| {
-                let batch = db::insert_batch(ctx, mode, state, &outputs, fee_rate)?;
+                let batch = db::insert_batch(ctx, mode, state, &outputs, fee_rate, prebuilt)?;
                 db::assign_to_batch(ctx, batch.id, &ids)?;
                 let entry = audit::record(
                     ctx,
@@ -284,13 +285,18 @@ impl Payouts {
         Ok(batch)
     }
 
-    /// Hot mode: one `sendmany` for the batch.
+    /// Hot mode: the wallet funds and signs the batch's transaction, its
+    /// txid and bytes are committed, its inputs locked, and only then is it
+    /// broadcast. A backend that cannot build without sending (the
+    /// simulated wallet) pays with one tagged `sendmany`.
     async fn send_hot(&self, actor: Actor, ids: Vec<i64>) -> Result<BatchOutcome, PayoutError> {
         let _guard = self.inner.lock.lock().await;
         let (plan, fee_rate) = self.plan(&ids).await?;
+        let prebuilt = self.inner.wallet.kind() != "simulated";
         let batch = self
-            .commit_intent(&actor, "hot", "sending", &plan, fee_rate)
+            .commit_intent(&actor, "hot", "sending", &plan, fee_rate, prebuilt)
             .await?;
+        crash::point("hot_intent");
         tracing::info!(
             batch = batch.id,
             outputs = batch.outputs.len(),
@@ -298,6 +304,10 @@ impl Payouts {
             fee_rate,
             "sending payout batch"
         );
+        if prebuilt {
+            self.build_and_send(&batch, fee_rate).await?;
+            return self.batch_outcome(batch.id, None).await;
+        }
         match self
             .inner
             .wallet
@@ -324,6 +334,107 @@ impl Payouts {
             }
         }
         self.batch_outcome(batch.id, None).await
+    }
+
+    /// The txid-first path of a `sending` batch: fund and sign (nothing
+    /// leaves the node), commit, lock, broadcast.
+    async fn build_and_send(&self, batch: &Batch, fee_rate: u64) -> Result<(), PayoutError> {
+        let signed = match self
+            .inner
+            .wallet
+            .fund_and_sign(&batch.outputs, fee_rate)
+            .await
+        {
+            Ok(Some(signed)) => signed,
+            Ok(None) => {
+                let note = "the wallet backend cannot build a transaction without sending it";
+                self.fail_batch(batch, note).await?;
+                return Err(PayoutError::Node(note.into()));
+            }
+            Err(e) => {
+                // Funding and signing broadcast nothing and lock nothing
+                // (lockUnspents is off), whatever the answer: the batch
+                // provably paid nothing.
+                let note = format!("the wallet could not build the batch's transaction: {e}");
+                self.fail_batch(batch, &note).await?;
+                return Err(PayoutError::Node(e.to_string()));
+            }
+        };
+        crash::point("hot_signed");
+        let (batch_id, txid, hex, inputs, fee_sat) = (
+            batch.id,
+            signed.txid.clone(),
+            signed.hex.clone(),
+            signed.inputs.clone(),
+            signed.fee_sat,
+        );
+        let entry = self
+            .inner
+            .store
+            .write(move |ctx| {
+                db::set_batch_tx(ctx, batch_id, &txid, &hex, &inputs, fee_sat)?;
+                Ok::<_, PayoutError>(audit::record(
+                    ctx,
+                    &Actor::System,
+                    "signed",
+                    &format!("batch:{batch_id}"),
+                    &format!("txid {txid}, fee {fee_sat} sat; committed before broadcast"),
+                )?)
+            })
+            .await?;
+        self.inner.bus.publish(BusEvent::Audit(entry));
+        crash::point("hot_committed");
+        let batch = self.load_batch(batch.id).await?;
+        self.send_committed(&batch).await
+    }
+
+    /// Locks a committed batch's inputs (persistently) and broadcasts its
+    /// transaction: the first send and every retry, always the same bytes.
+    async fn send_committed(&self, batch: &Batch) -> Result<(), PayoutError> {
+        let (Some(txid), Some(hex)) = (batch.txid.clone(), batch.tx_hex.clone()) else {
+            return Ok(());
+        };
+        if let Err(e) = self.inner.wallet.lock(&batch.inputs).await {
+            // Not fatal: the transaction's own bytes fix its inputs; the lock
+            // only keeps other spends of this wallet off them.
+            tracing::warn!(batch = batch.id, error = %e, "could not lock the batch's inputs");
+        }
+        crash::point("hot_locked");
+        match self.inner.wallet.broadcast(&hex).await {
+            Ok(_) => {
+                crash::point("hot_broadcast");
+                self.finish_broadcast(batch, &txid, batch.fee_sat).await?;
+                crash::point("hot_recorded");
+                Ok(())
+            }
+            Err(e) => {
+                // Refused or unclear: the transaction may still be in the
+                // wallet or the mempool (an earlier attempt). Only the txid
+                // decides; the worker retries the same bytes.
+                if let Ok(Some(tx)) = self.inner.wallet.transaction(&txid).await
+                    && tx.in_mempool_or_chain
+                {
+                    self.finish_broadcast(batch, &txid, tx.fee_sat.map(i64::abs).or(batch.fee_sat))
+                        .await?;
+                    return Ok(());
+                }
+                tracing::warn!(batch = batch.id, txid, error = %e, "payout broadcast not accepted yet; the same transaction will be sent again");
+                self.note_batch(
+                    batch,
+                    &format!("broadcast of {txid} not accepted yet ({e}); the same transaction is sent again"),
+                )
+                .await?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn load_batch(&self, batch_id: i64) -> Result<Batch, PayoutError> {
+        self.inner
+            .store
+            .read(move |conn| db::get_batch(conn, batch_id))
+            .await?
+            .ok_or(PayoutError::NotFound("batch"))
     }
 
     /// Records a broadcast: withdrawals paid (held → sent), batch state and
@@ -537,6 +648,22 @@ impl Payouts {
         }
     }
 
+    /// A txid-first batch still `sending` when the worker looks: its
+    /// transaction was never committed, and nothing is broadcast before
+    /// that commit (funding locks nothing), so it provably paid nothing.
+    /// Only the batch lock's holder builds, so this is a crash's leftover.
+    async fn reconcile_unbuilt(&self, batch: &Batch) {
+        let result = self
+            .fail_batch(
+                batch,
+                "interrupted before its transaction was committed; nothing was broadcast",
+            )
+            .await;
+        if let Err(e) = result {
+            tracing::error!(batch = batch.id, error = %e, "could not record reconciliation");
+        }
+    }
+
     /// Every in-flight batch: `sending` (hot), `psbt_pending` and
     /// `broadcasting` (cold), then confirmations of broadcast ones.
     pub async fn reconcile_all(&self) {
@@ -550,6 +677,8 @@ impl Payouts {
                     &[
                         "sending",
                         "psbt_pending",
+                        "psbt_created",
+                        "signed",
                         "broadcasting",
                         "broadcast",
                         "needs_attention",
@@ -566,9 +695,16 @@ impl Payouts {
         };
         for batch in batches {
             match batch.state.as_str() {
+                "sending" if batch.prebuilt => self.reconcile_unbuilt(&batch).await,
                 "sending" => self.reconcile_sending(&batch).await,
                 "psbt_pending" => self.reconcile_psbt_pending(&batch).await,
+                "broadcasting" if batch.prebuilt => {
+                    if let Err(e) = self.send_committed(&batch).await {
+                        tracing::warn!(batch = batch.id, error = %e, "could not rebroadcast a committed batch");
+                    }
+                }
                 "broadcasting" => self.reconcile_broadcasting(&batch).await,
+                "psbt_created" | "signed" => self.reconcile_unbroadcast(&batch).await,
                 "broadcast" => self.track_confirmations(&batch).await,
                 // A batch parked because its transaction could not be found:
                 // if the wallet shows it now, that is proof, and recording
@@ -643,6 +779,24 @@ impl Payouts {
                 .await;
             return;
         }
+        if tx.confirmations == 0 && !tx.in_mempool_or_chain && batch.tx_hex.is_some() {
+            // Dropped from the mempool (evicted, expired, a node restart
+            // without its mempool) but still in the wallet: the same bytes go
+            // out again. Never a new transaction while this one can confirm.
+            let hex = batch.tx_hex.clone().unwrap_or_default();
+            if let Err(e) = self.inner.wallet.broadcast(&hex).await {
+                tracing::warn!(batch = batch.id, txid, error = %e, "rebroadcast of a dropped payout not accepted");
+                let _ = self
+                    .note_batch(
+                        batch,
+                        &format!("{txid} is not in the mempool; rebroadcast not accepted: {e}"),
+                    )
+                    .await;
+            } else {
+                tracing::info!(batch = batch.id, txid, "dropped payout rebroadcast");
+            }
+            return;
+        }
         if tx.confirmations == 0 && !tx.in_mempool_or_chain {
             let _ = self
                 .needs_attention(
@@ -675,6 +829,10 @@ impl Payouts {
             Ok(Some(change)) => {
                 tracing::info!(batch = batch.id, confirmations, "payout batch confirmed");
                 self.publish_change(change);
+                // Final: the inputs are spent; their persistent locks go.
+                if let Err(e) = self.inner.wallet.unlock(&batch.inputs).await {
+                    tracing::warn!(batch = batch.id, error = %e, "could not unlock a confirmed batch's inputs");
+                }
             }
             Ok(None) => {}
             Err(e) => {
@@ -772,6 +930,12 @@ impl Payouts {
                 self.settle_found(&batch, &tx).await?;
             }
             BatchResolution::Retry | BatchResolution::Failed => {
+                // A batch whose transaction is known may be paid again (or
+                // given up) only once that transaction provably cannot
+                // confirm: a conflicting spend buried deep enough.
+                if let Some(txid) = batch.txid.as_deref() {
+                    self.provably_dead(txid).await?;
+                }
                 // Refuse if the wallet now shows the batch as sent after all.
                 if let Ok(found) = self.inner.wallet.find_by_tag(&batch.tag).await
                     && let Some(tx) = Self::current_tx(&found).filter(|t| t.in_mempool_or_chain)
@@ -831,6 +995,10 @@ impl Payouts {
                     self.inner.bus.publish(BusEvent::Withdrawal(row));
                 }
                 self.inner.bus.publish(BusEvent::Audit(entry));
+                // The dead transaction's unspent inputs are free again.
+                if let Err(e) = self.inner.wallet.unlock(&batch.inputs).await {
+                    tracing::warn!(batch = batch_id, error = %e, "could not unlock the batch's inputs");
+                }
             }
         }
         let batch = self
@@ -844,6 +1012,39 @@ impl Payouts {
             .await?;
         self.inner.bus.publish(BusEvent::Batch(batch.clone()));
         Ok(batch)
+    }
+
+    /// `Ok` only when `txid` can never confirm: the wallet sees a
+    /// conflicting transaction with at least `payouts.confirmations`
+    /// confirmations (Core's negative `confirmations`). Anything else — in
+    /// the mempool, dropped but still in the wallet (Core rebroadcasts it),
+    /// unknown to the wallet, node unreachable — is a refusal with its
+    /// reason: paying again then could pay twice.
+    async fn provably_dead(&self, txid: &str) -> Result<(), PayoutError> {
+        let depth = i64::from(self.inner.config.confirmations.max(1));
+        let refuse = |why: String| {
+            Err(PayoutError::Conflict(format!(
+                "transaction {txid} {why}; Retry/Failed need a conflicting spend of its inputs with {depth} confirmation(s)"
+            )))
+        };
+        match self.inner.wallet.transaction(txid).await {
+            Ok(Some(tx)) if tx.confirmations <= -depth => Ok(()),
+            Ok(Some(tx)) if tx.confirmations < 0 => refuse(format!(
+                "conflicts with a transaction only {} deep (of {:?})",
+                -tx.confirmations, tx.wallet_conflicts
+            )),
+            Ok(Some(tx)) if tx.confirmations > 0 => {
+                refuse(format!("is confirmed ({} confirmations)", tx.confirmations))
+            }
+            Ok(Some(tx)) if tx.in_mempool_or_chain => refuse("is in the mempool".into()),
+            Ok(Some(_)) => refuse(
+                "is not in the mempool but the wallet still holds it and can rebroadcast it (the daemon does)".into(),
+            ),
+            Ok(None) => refuse(
+                "is unknown to the wallet, so nothing proves it cannot still be broadcast".into(),
+            ),
+            Err(e) => refuse(format!("cannot be checked now ({e})")),
+        }
     }
 
     async fn audit_decision(

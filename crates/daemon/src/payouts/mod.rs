@@ -17,6 +17,7 @@
 mod batch;
 mod cold;
 pub mod control;
+pub mod crash;
 pub mod db;
 
 use std::sync::{Arc, RwLock};
