@@ -393,7 +393,7 @@ async fn a_cold_transaction_broadcast_by_the_signer_is_recognised_by_txid() {
         .admin("POST", "/api/admin/create_psbt", Some(&json!({})))
         .await;
     assert_eq!(status, 200, "{answer}");
-    let recorded = answer["batch"]["txid"]
+    let recorded = answer["txid"]
         .as_str()
         .expect("txid recorded at PSBT creation")
         .to_string();

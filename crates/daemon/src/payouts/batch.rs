@@ -36,6 +36,33 @@ pub(super) struct BatchChange {
     entry: Option<AuditEntry>,
 }
 
+/// Automatic batches after definite build failures (Core's `-6`: every
+/// `CreateTransaction` failure since v24, e.g. insufficient funds or a fee
+/// above `-maxtxfee`): the next automatic attempt waits, doubling from
+/// [`BACKOFF_BASE_S`] up to [`BACKOFF_CAP_S`], instead of asking again
+/// every interval. An admin's own "send batch" is not held back.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct Backoff {
+    pub(super) failures: u32,
+    pub(super) until_s: i64,
+    /// Core's message, shown in the warning.
+    pub(super) message: String,
+}
+
+pub(super) const BACKOFF_BASE_S: i64 = 30;
+pub(super) const BACKOFF_CAP_S: i64 = 3_600;
+
+impl Backoff {
+    /// Records one more failure at `now_s`.
+    pub(super) fn fail(&mut self, now_s: i64, message: String) {
+        self.failures = self.failures.saturating_add(1);
+        let doublings = (self.failures - 1).min(16);
+        let delay_s = (BACKOFF_BASE_S << doublings).min(BACKOFF_CAP_S);
+        self.until_s = now_s + delay_s;
+        self.message = message;
+    }
+}
+
 /// Reads back a batch after a change, inside the same job.
 pub(super) fn batch_change(
     ctx: &WriteCtx<'_>,
@@ -356,11 +383,19 @@ impl Payouts {
                 // (lockUnspents is off), whatever the answer: the batch
                 // provably paid nothing.
                 let note = format!("the wallet could not build the batch's transaction: {e}");
+                if e.is_insufficient_funds() {
+                    self.inner
+                        .backoff
+                        .lock()
+                        .expect("backoff lock")
+                        .fail(crate::clock::now_s(), e.to_string());
+                }
                 self.fail_batch(batch, &note).await?;
                 return Err(PayoutError::Node(e.to_string()));
             }
         };
         crash::point("hot_signed");
+        *self.inner.backoff.lock().expect("backoff lock") = Backoff::default();
         let (batch_id, txid, hex, inputs, fee_sat) = (
             batch.id,
             signed.txid.clone(),
@@ -1182,6 +1217,10 @@ impl Payouts {
             self.set_waiting(Vec::new());
             return;
         }
+        if let Some(warning) = self.backoff_warning() {
+            self.set_waiting(vec![warning]);
+            return;
+        }
         let result = match self.inner.config.mode {
             PayoutMode::Hot => self.send_hot(Actor::System, Vec::new()).await.map(|_| ()),
             PayoutMode::Cold if open_cold == 0 => self
@@ -1205,8 +1244,28 @@ impl Payouts {
                     message: why,
                 }]);
             }
-            Err(e) => tracing::warn!(error = %e, "automatic payout batch failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "automatic payout batch failed");
+                if let Some(warning) = self.backoff_warning() {
+                    self.set_waiting(vec![warning]);
+                }
+            }
         }
+    }
+
+    /// While automatic batches back off: the warning, with Core's message.
+    fn backoff_warning(&self) -> Option<Warning> {
+        let backoff = self.inner.backoff.lock().expect("backoff lock").clone();
+        let now = crate::clock::now_s();
+        (backoff.until_s > now).then(|| Warning {
+            code: "payouts_backoff".into(),
+            message: format!(
+                "the wallet could not build the last batch ({} time(s) in a row): {}; next automatic try in {} s",
+                backoff.failures,
+                backoff.message,
+                backoff.until_s - now
+            ),
+        })
     }
 
     fn set_waiting(&self, warnings: Vec<Warning>) {
@@ -1216,7 +1275,29 @@ impl Payouts {
 
 #[cfg(test)]
 mod tests {
-    use super::confirmed_cover;
+    use super::{BACKOFF_CAP_S, Backoff, confirmed_cover};
+
+    #[test]
+    fn definite_build_failures_back_off_exponentially_up_to_the_cap() {
+        let mut backoff = Backoff::default();
+        let delays: Vec<i64> = (0..10)
+            .map(|_| {
+                backoff.fail(1_000, "Insufficient funds (code -6)".into());
+                backoff.until_s - 1_000
+            })
+            .collect();
+        assert_eq!(
+            delays,
+            [30, 60, 120, 240, 480, 960, 1_920, 3_600, 3_600, 3_600]
+        );
+        assert_eq!(backoff.failures, 10);
+        assert!(backoff.message.contains("code -6"));
+        // No overflow however long it fails.
+        for _ in 0..100 {
+            backoff.fail(1_000, String::new());
+        }
+        assert_eq!(backoff.until_s - 1_000, BACKOFF_CAP_S);
+    }
 
     #[test]
     fn confirmed_coins_must_pay_the_batch_and_its_fee() {
