@@ -413,10 +413,78 @@ async fn a_cold_transaction_broadcast_by_the_signer_is_recognised_by_txid() {
         .call(None, "sendrawtransaction", &json!([hex]).to_string())
         .await;
     assert_eq!(sent.as_str(), Some(recorded.as_str()));
+    // Broadcast: it can no longer be cancelled.
+    let batch_id = answer["id"].as_i64().expect("batch id");
+    let (status, refused) = s
+        .daemon
+        .admin(
+            "POST",
+            &format!("/api/admin/batches/{batch_id}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "{refused}");
     let w = s
         .wait_withdrawal(id, &["broadcast", "confirmed"], DEADLINE)
         .await;
     assert_eq!(w["txid"], recorded.as_str(), "{w}");
     drive_to_confirmed(&s, &node, &mine_to, id).await;
     assert_ledger_is_wallet(&s, &node, 30_000).await;
+}
+
+/// An admin cancels a cold batch nobody broadcast: the withdrawal waits
+/// again and the PSBT's persistent locks are released.
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelling_a_cold_batch_unlocks_its_inputs() {
+    let Some((node, _mine_to)) = node_with_coins(2).await else {
+        return;
+    };
+    let address = node.new_address("recv").await;
+    let s = Setup::with_node(&node.node("pool"), "cold", "", "", address.clone()).await;
+    let id = s.request("0.0001").await;
+    s.approve(id).await;
+    let (status, answer) = s
+        .daemon
+        .admin("POST", "/api/admin/create_psbt", Some(&json!({})))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let batch_id = answer["id"].as_i64().expect("batch id");
+    let locks = node.call(Some("pool"), "listlockunspent", "[]").await;
+    assert_eq!(
+        locks.as_arr().map(|l| l.len()),
+        Some(1),
+        "{}",
+        locks.to_text()
+    );
+    let (status, cancelled) = s
+        .daemon
+        .admin(
+            "POST",
+            &format!("/api/admin/batches/{batch_id}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["state"], "failed", "{cancelled}");
+    assert_eq!(s.withdrawal(id).await["state"], "approved");
+    let locks = node.call(Some("pool"), "listlockunspent", "[]").await;
+    assert_eq!(
+        locks.as_arr().map(|l| l.len()),
+        Some(0),
+        "{}",
+        locks.to_text()
+    );
+    // Twice is a state error, not a second release.
+    let (status, again) = s
+        .daemon
+        .admin(
+            "POST",
+            &format!("/api/admin/batches/{batch_id}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "{again}");
+    assert_eq!(node.received_sat("recv", &address, 0).await, 0);
+    assert_eq!(s.ledger_paid_sat(), 0);
+    s.daemon.assert_verified();
 }

@@ -63,6 +63,11 @@ impl Backoff {
     }
 }
 
+/// The batch row of a change.
+pub(super) fn change_row(change: &BatchChange) -> BatchRow {
+    change.batch.clone()
+}
+
 /// Reads back a batch after a change, inside the same job.
 pub(super) fn batch_change(
     ctx: &WriteCtx<'_>,

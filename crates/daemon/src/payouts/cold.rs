@@ -5,7 +5,7 @@
 
 use pooldesk_proto::model::{PsbtInput, PsbtOutput, PsbtReview, SignatureStatus};
 
-use super::batch::BatchOutcome;
+use super::batch::{BatchOutcome, change_row};
 use super::db::{self, Batch, PsbtRecord};
 use super::{PayoutError, Payouts, crash};
 use crate::audit::{self, Actor};
@@ -675,5 +675,69 @@ impl Payouts {
         if let Err(e) = result {
             tracing::error!(batch = batch.id, error = %e, "could not record the signer's broadcast");
         }
+    }
+
+    /// Admin: cancels a cold batch that was not broadcast (`psbt_created`
+    /// or `signed`). Refused when the wallet knows its txid (in the
+    /// mempool, in a block, or held for rebroadcast): then it may pay.
+    /// Otherwise its withdrawals wait for the next batch and its inputs are
+    /// unlocked. The signed PSBT may still exist outside; if it is ever
+    /// broadcast, its inputs are spent again by the next batch first or it
+    /// conflicts — it can never be paid twice from the same coins, which
+    /// is why the inputs are released only here, after the check.
+    pub async fn cancel_cold(
+        &self,
+        actor: Actor,
+        batch_id: i64,
+    ) -> Result<pooldesk_proto::model::BatchRow, PayoutError> {
+        let _guard = self.inner.lock.lock().await;
+        let batch = self
+            .inner
+            .store
+            .read(move |conn| db::get_batch(conn, batch_id))
+            .await?
+            .ok_or(PayoutError::NotFound("batch"))?;
+        if batch.mode != "cold" || !matches!(batch.state.as_str(), "psbt_created" | "signed") {
+            return Err(PayoutError::WrongState {
+                what: format!(
+                    "batch {batch_id} (only a cold batch not broadcast can be cancelled)"
+                ),
+                state: batch.state,
+            });
+        }
+        if let Some(txid) = batch.txid.as_deref()
+            && let Some(tx) = self.inner.wallet.transaction(txid).await?
+        {
+            return Err(PayoutError::Conflict(format!(
+                "the wallet knows transaction {} of batch {batch_id} ({} confirmations): it may pay, so it cannot be cancelled",
+                tx.txid, tx.confirmations
+            )));
+        }
+        let note = "cancelled by an admin before broadcast; inputs unlocked";
+        let change = self
+            .inner
+            .store
+            .write(move |ctx| {
+                db::set_batch(ctx, batch_id, "failed", None, None, Some(note))?;
+                db::unbatch(ctx, batch_id, note)?;
+                if let Some(p) = db::psbt_of_batch(ctx.conn, batch_id)? {
+                    db::set_psbt(ctx, p.id, "abandoned", None, None)?;
+                }
+                let entry = audit::record(
+                    ctx,
+                    &actor,
+                    "cancel_batch",
+                    &format!("batch:{batch_id}"),
+                    note,
+                )?;
+                super::batch::batch_change(ctx, batch_id, Some(entry))
+            })
+            .await?;
+        let row = change_row(&change);
+        self.publish_change(change);
+        if let Err(e) = self.inner.wallet.unlock(&batch.inputs).await {
+            tracing::warn!(batch = batch_id, error = %e, "could not unlock a cancelled batch's inputs");
+        }
+        Ok(row)
     }
 }
