@@ -139,6 +139,7 @@ impl Real {
             );
         }
         s.daemon.assert_verified();
+        s.daemon.assert_wallet_verified();
     }
 }
 
