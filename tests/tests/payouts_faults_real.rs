@@ -180,6 +180,12 @@ async fn spend_accepted_but_gateway_answers_502_is_paid_once_and_found() {
     answer_lost_after_the_spend(Fault::StatusAfter(502)).await;
 }
 
+/// The answer comes long after the daemon's RPC timeout (3 s in tests).
+#[tokio::test(flavor = "multi_thread")]
+async fn spend_accepted_but_answer_later_than_the_timeout_is_paid_once_and_found() {
+    answer_lost_after_the_spend(Fault::Delay(Duration::from_secs(20))).await;
+}
+
 /// A 504 that never reached the node looks exactly like one that did: the
 /// daemon cannot tell, so it must not pay again by itself; it finds nothing
 /// in the wallet and hands the batch to an admin.
