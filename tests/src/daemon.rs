@@ -269,8 +269,15 @@ impl Daemon {
 
     /// `pooldeskd verify`: (passed, output).
     pub fn verify(&self) -> (bool, String) {
+        self.verify_with(&[])
+    }
+
+    /// `pooldeskd verify` with extra arguments (`--wallet`): (passed, output).
+    pub fn verify_with(&self, extra: &[&str]) -> (bool, String) {
         let output = Command::new(bin("pooldeskd"))
-            .args(["verify", "--config"])
+            .arg("verify")
+            .args(extra)
+            .arg("--config")
             .arg(&self.config_path)
             .arg("--data-dir")
             .arg(&self.data_dir)
@@ -290,6 +297,14 @@ impl Daemon {
     pub fn assert_verified(&self) {
         let (ok, text) = self.verify();
         assert!(ok, "pooldeskd verify failed:\n{text}");
+    }
+
+    /// Panics unless `pooldeskd verify --wallet` passes: the ledger's
+    /// payments agree with the node wallet.
+    pub fn assert_wallet_verified(&self) {
+        let (ok, text) = self.verify_with(&["--wallet"]);
+        assert!(ok, "pooldeskd verify --wallet failed:\n{text}");
+        assert!(text.contains("agrees with the node wallet"), "{text}");
     }
 
     // ---- HTTP, as clients speak it ---------------------------------------
@@ -466,6 +481,20 @@ impl Daemon {
         conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
             .unwrap_or(0)
+    }
+
+    /// Reads one text value with SQLite directly (read-only); panics when
+    /// the query finds no row.
+    pub fn sql_text(&self, sql: &str) -> String {
+        let conn = rusqlite::Connection::open_with_flags(
+            self.data_dir.join("ledger.sqlite"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the ledger read-only");
+        conn.busy_timeout(Duration::from_secs(5))
+            .expect("busy timeout");
+        conn.query_row(sql, [], |r| r.get::<_, String>(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 }
 

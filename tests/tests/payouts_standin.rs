@@ -1,6 +1,17 @@
 //! Payouts end to end against the regtest-faithful stand-in: hot and cold,
 //! approval over HTTP and the control socket, policies, tampered PSBTs,
 //! replacements and drops, and the never-pay-twice crash-point sweep.
+//!
+//! Issue 11 retires the stand-in wherever a real node can produce the
+//! behaviour. Already on the real node: node restart with a new cookie and
+//! the lost answer to a spend (dropped, reset mid-answer, a gateway's 502,
+//! a timeout) in `payouts_faults_real.rs`; hot and cold round trips, proxy
+//! variables, change chaining and error classes in `payouts_bitcoind.rs`.
+//! The rest still runs here until ported, each with its stand-in-only
+//! reason where there is one: inspecting the exact `sendmany` parameters
+//! (`calls()`), a node that spends and then stops answering altogether
+//! (`TimeoutAfterSpend` + `set_unresponsive`), and kill points chosen by a
+//! delay (to be replaced by branch `hot`'s deterministic crash hook).
 
 use std::time::{Duration, Instant};
 
@@ -725,18 +736,6 @@ async fn dead_node_mid_batch_ingest_unaffected_then_resolves_without_double_paym
     assert_consistent(&s);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn node_restart_with_a_new_cookie_is_followed() {
-    let s = Setup::with_standin("hot", "", "").await;
-    let id = s.request(AMOUNT_BTC).await;
-    s.approve(id).await;
-    s.standin().restart().await;
-    let (status, answer) = s.send_batch().await;
-    assert_eq!(status, 200, "{answer}");
-    assert_eq!(s.standin().received_by(&s.address), AMOUNT_SAT);
-    assert_consistent(&s);
-}
-
 // ---- the crash-point sweep: never pay twice ------------------------------------
 
 /// Hot batch, an RPC fault at each step: paid at most once, ledger equals
@@ -808,6 +807,11 @@ async fn hot_batch_rpc_faults_never_pay_twice() {
 
 /// Hot batch, the daemon killed at each step: before the spend RPC
 /// returns, and after it returned but before the result was recorded.
+///
+/// NOT deterministic (issue 12): the kill lands wherever a 700 ms sleep
+/// ends inside a 1.5 s delay, so the test cannot know which step it hit and
+/// accepts either outcome. Branch `hot` replaces it with a test-only crash
+/// hook naming the step, against the real node; delete this one then.
 #[tokio::test(flavor = "multi_thread")]
 async fn hot_batch_kill_9_at_each_step_never_pays_twice() {
     for (name, method) in [

@@ -341,6 +341,22 @@ impl BitcoindWallet {
         .await
     }
 
+    /// A wallet call that changes nothing (the read-only list below), for
+    /// audits outside the payout state machine (`pooldeskd verify --wallet`).
+    /// Any other method is refused without being sent.
+    pub async fn read_only_call(
+        &self,
+        method: &str,
+        params: Vec<Box<RawValue>>,
+    ) -> Result<Box<RawValue>, WalletError> {
+        if !is_read_only(method) {
+            return Err(WalletError::Protocol(format!(
+                "{method} is not a read-only call"
+            )));
+        }
+        self.call_raw(true, method, params).await
+    }
+
     async fn in_mempool(&self, txid: &str) -> Result<bool, WalletError> {
         match self.call_raw(false, "getmempoolentry", vec![p(txid)]).await {
             Ok(_) => Ok(true),
