@@ -59,11 +59,17 @@ pub fn ledger_payments(conn: &Connection) -> anyhow::Result<Vec<LedgerPayment>> 
         let (id, state, txid, outputs_json) = row?;
         let outputs: Vec<Output> = serde_json::from_str(&outputs_json)
             .map_err(|e| anyhow::anyhow!("payout batch {id}: outputs_json: {e}"))?;
+        // What the ledger moved to sent for this batch's withdrawals, net
+        // of reversals: a payment's transfer names the txid it was made
+        // with, which a followed replacement (fee bump) changes.
         let sent_msat = match &txid {
-            Some(txid) => conn.query_row(
-                "SELECT COALESCE(SUM(amount_msat), 0) FROM transfers
-                 WHERE kind = 'payout' AND reference LIKE '% tx:' || ?1",
-                [txid],
+            Some(_) => conn.query_row(
+                "SELECT COALESCE(SUM(CASE WHEN t.kind = 'payout' THEN t.amount_msat ELSE -t.amount_msat END), 0)
+                 FROM withdrawals w JOIN transfers t
+                   ON (t.kind = 'payout' AND t.reference LIKE 'withdrawal:' || w.id || ' tx:%')
+                   OR (t.kind = 'adjustment' AND t.reference = 'withdrawal:' || w.id || ' unpaid')
+                 WHERE w.batch_id = ?1",
+                [id],
                 |r| r.get(0),
             )?,
             None => 0,
@@ -121,7 +127,8 @@ pub fn ledger_payments(conn: &Connection) -> anyhow::Result<Vec<LedgerPayment>> 
             name: format!("faucet batch {id}"),
             counts_as_paid: state == "paid",
             failed: state == "failed",
-            may_be_unbroadcast: false,
+            // A txid-first batch commits its txid before the broadcast.
+            may_be_unbroadcast: state == "sending",
             state,
             txid,
             outputs: merged(&outputs),

@@ -13,7 +13,7 @@ use crate::audit::{self, Actor};
 use crate::config::PayoutMode;
 use crate::events::BusEvent;
 use crate::store::WriteCtx;
-use crate::wallet::{Output, WalletTx};
+use crate::wallet::{Output, WalletError, WalletTx};
 
 /// What a batch operation answers: the batch, and for cold batches the
 /// PSBT to export.
@@ -388,7 +388,10 @@ impl Payouts {
                 // (lockUnspents is off), whatever the answer: the batch
                 // provably paid nothing.
                 let note = format!("the wallet could not build the batch's transaction: {e}");
-                if e.is_insufficient_funds() {
+                // Core answers FundTransaction failures to
+                // walletcreatefundedpsbt with -4 (sendmany: -6): any refusal
+                // of a build backs automatic batches off.
+                if e.is_insufficient_funds() || matches!(e, WalletError::Rpc { code: -4, .. }) {
                     self.inner
                         .backoff
                         .lock()
@@ -789,7 +792,9 @@ impl Payouts {
                 && Self::pays_outputs(&new, &batch.outputs)
             {
                 let fee = new.fee_sat.map(i64::abs);
-                let result = self.record_replacement(batch, &replacement, fee).await;
+                let result = self
+                    .record_replacement(batch, &replacement, fee, new.hex.clone())
+                    .await;
                 if let Err(e) = result {
                     tracing::error!(batch = batch.id, error = %e, "could not record the replacement");
                 }
@@ -810,12 +815,29 @@ impl Payouts {
             {
                 let current = current.clone();
                 let _ = self
-                    .record_replacement(batch, &current.txid, current.fee_sat.map(i64::abs))
+                    .record_replacement(
+                        batch,
+                        &current.txid,
+                        current.fee_sat.map(i64::abs),
+                        current.hex.clone(),
+                    )
                     .await;
                 return;
             }
+            let conflicts = if tx.wallet_conflicts.is_empty() {
+                "a transaction the wallet does not name".to_string()
+            } else {
+                tx.wallet_conflicts.join(", ")
+            };
             let _ = self
-                .needs_attention(batch, &format!("transaction {txid} conflicts with a mined transaction: the payout did not happen"))
+                .needs_attention(
+                    batch,
+                    &format!(
+                        "transaction {txid} conflicts with mined transaction {conflicts} ({} confirmation(s)), which spent one of its inputs: this payout did not happen. Retry or Failed once the conflict has {} confirmation(s)",
+                        -tx.confirmations,
+                        self.depth()
+                    ),
+                )
                 .await;
             return;
         }
@@ -846,14 +868,42 @@ impl Payouts {
                 .await;
             return;
         }
-        let required = i64::from(self.inner.config.confirmations.max(1));
+        let required = self.depth();
         let batch_id = batch.id;
         let confirmations = tx.confirmations;
+        // Fewer confirmations than last seen: a reorg took the confirming
+        // block away. The batch stays broadcast (the same transaction
+        // confirms again, or is followed as conflicted or dropped); shown.
+        let before = batch.confirmations.unwrap_or(0);
+        let reorg = (confirmations < before).then(|| {
+            format!("reorg: {txid} had {before} confirmation(s), now {confirmations}; followed until {required}")
+        });
+        // A fee the wallet did not tell at broadcast is back-filled.
+        let backfill = batch
+            .fee_sat
+            .is_none()
+            .then(|| tx.fee_sat.map(i64::abs))
+            .flatten();
+        let txid_fee = txid.clone();
         let result = self
             .inner
             .store
             .write(move |ctx| {
                 db::set_confirmations(ctx, batch_id, confirmations)?;
+                if let Some(fee) = backfill {
+                    db::record_fee(ctx, batch_id, &txid_fee, fee)?;
+                }
+                if let Some(note) = &reorg {
+                    db::set_batch(ctx, batch_id, "broadcast", None, None, Some(note))?;
+                    let entry = audit::record(
+                        ctx,
+                        &Actor::System,
+                        "reorg",
+                        &format!("batch:{batch_id}"),
+                        note,
+                    )?;
+                    return Ok::<_, PayoutError>(Some(batch_change(ctx, batch_id, Some(entry))?));
+                }
                 if confirmations >= required {
                     db::set_batch(ctx, batch_id, "confirmed", None, None, Some(&format!("{confirmations} confirmations")))?;
                     ctx.conn.execute(
@@ -866,6 +916,15 @@ impl Payouts {
             })
             .await;
         match result {
+            Ok(Some(change)) if change.batch.state != "confirmed" => {
+                tracing::warn!(
+                    batch = batch.id,
+                    confirmations,
+                    before,
+                    "payout batch lost confirmations in a reorg"
+                );
+                self.publish_change(change);
+            }
             Ok(Some(change)) => {
                 tracing::info!(batch = batch.id, confirmations, "payout batch confirmed");
                 self.publish_change(change);
@@ -879,6 +938,13 @@ impl Payouts {
                 tracing::warn!(batch = batch.id, error = %e, "could not record confirmations")
             }
         }
+    }
+
+    /// Confirmations after which a payout is final (`payouts.confirmations`,
+    /// else the network's default), and the depth a conflicting spend needs
+    /// before a batch may be paid again.
+    pub(super) fn depth(&self) -> i64 {
+        i64::from(self.inner.config.depth(self.inner.network))
     }
 
     /// Whether a wallet transaction pays at least every output of a batch.
@@ -895,6 +961,7 @@ impl Payouts {
         batch: &Batch,
         txid: &str,
         fee_sat: Option<i64>,
+        hex: Option<String>,
     ) -> Result<(), PayoutError> {
         let (batch_id, old, new) = (
             batch.id,
@@ -910,9 +977,11 @@ impl Payouts {
                 }
                 let note = format!("replaced: {old} → {new} (fee bump)");
                 db::set_batch(ctx, batch_id, "broadcast", Some(&new), None, Some(&note))?;
+                // The replacement's bytes, if the wallet gave them, are what
+                // a rebroadcast sends from now on (never the replaced ones).
                 ctx.conn.execute(
-                    "UPDATE payout_batches SET txid = ?2 WHERE id = ?1",
-                    rusqlite::params![batch_id, new],
+                    "UPDATE payout_batches SET txid = ?2, tx_hex = ?3 WHERE id = ?1",
+                    rusqlite::params![batch_id, new, hex],
                 )?;
                 if let Some(fee) = fee_sat {
                     db::record_fee(ctx, batch_id, &new, fee)?;
@@ -1005,6 +1074,8 @@ impl Payouts {
                                 .ok_or(PayoutError::NotFound("withdrawal"))?;
                             db::unmark_paid(ctx, &w)?;
                         }
+                        // The dead transaction paid no fee either.
+                        db::reverse_fee(ctx, batch_id)?;
                         db::set_batch(ctx, batch_id, "failed", None, None, Some(decision))?;
                         if give_up {
                             for id in &ids {
@@ -1061,7 +1132,7 @@ impl Payouts {
     /// unknown to the wallet, node unreachable — is a refusal with its
     /// reason: paying again then could pay twice.
     async fn provably_dead(&self, txid: &str) -> Result<(), PayoutError> {
-        let depth = i64::from(self.inner.config.confirmations.max(1));
+        let depth = self.depth();
         let refuse = |why: String| {
             Err(PayoutError::Conflict(format!(
                 "transaction {txid} {why}; Retry/Failed need a conflicting spend of its inputs with {depth} confirmation(s)"

@@ -674,6 +674,36 @@ pub fn record_fee(
     Ok(())
 }
 
+/// Reverses the fee recorded for a batch whose transaction provably never
+/// confirmed (fees:network → pool:fees), so the ledger's fees stay the
+/// wallet's; the batch shows no fee. Idempotent per batch.
+pub fn reverse_fee(ctx: &mut WriteCtx<'_>, batch_id: i64) -> Result<(), PayoutError> {
+    let recorded: i64 = ctx
+        .conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(amount_msat), 0) FROM transfers WHERE kind = 'payout_fee' AND reference = ?1",
+        )?
+        .query_row([format!("batch:{batch_id}")], |r| r.get(0))?;
+    if recorded > 0 {
+        ledger::post(
+            ctx,
+            &TransferRequest {
+                idempotency_key: format!("batch:{batch_id}:fee:reversed"),
+                debit: ledger::FEES_NETWORK.into(),
+                credit: ledger::POOL_FEES.into(),
+                amount_msat: recorded,
+                kind: TransferKind::Adjustment,
+                reference: Some(format!("batch:{batch_id} fee reversed")),
+            },
+        )
+        .map_err(PayoutError::from_ledger)?;
+    }
+    ctx.conn
+        .prepare_cached("UPDATE payout_batches SET fee_sat = NULL WHERE id = ?1")?
+        .execute([batch_id])?;
+    Ok(())
+}
+
 // ---- PSBTs ---------------------------------------------------------------------
 
 #[derive(Debug, Clone, PartialEq, Eq)]
