@@ -14,6 +14,9 @@
 //!   the PSBT, not recorded), `cold_created` (`psbt_created` recorded),
 //!   `cold_final` (signed transaction committed as `broadcasting`),
 //!   `cold_broadcast` (accepted by the node, not recorded).
+//! - faucet: `faucet_signed` (funded and signed, not committed),
+//!   `faucet_committed` (txid and bytes durable, not broadcast),
+//!   `faucet_broadcast` (accepted by the node, not recorded).
 
 /// The environment variable naming the step to abort at.
 pub const CRASH_ENV: &str = "POOLDESK_TEST_CRASH_AT";
@@ -32,6 +35,9 @@ pub const STEPS: &[&str] = &[
     "cold_created",
     "cold_final",
     "cold_broadcast",
+    "faucet_signed",
+    "faucet_committed",
+    "faucet_broadcast",
 ];
 
 /// Aborts the process if the test hook names `step`.

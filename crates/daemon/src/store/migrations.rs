@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "payout_txid_first",
         include_str!("../../migrations/0008_payout_txid_first.sql"),
     ),
+    (
+        9,
+        "faucet_txid_first",
+        include_str!("../../migrations/0009_faucet_txid_first.sql"),
+    ),
 ];
 
 pub(crate) fn apply(conn: &Connection) -> anyhow::Result<()> {
