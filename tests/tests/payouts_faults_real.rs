@@ -186,11 +186,11 @@ async fn spend_accepted_but_answer_later_than_the_timeout_is_paid_once_and_found
     answer_lost_after_the_spend(Fault::Delay(Duration::from_secs(20))).await;
 }
 
-/// A 504 that never reached the node looks exactly like one that did: the
-/// daemon cannot tell, so it must not pay again by itself; it finds nothing
-/// in the wallet and hands the batch to an admin.
+/// A gateway answers 504 before the node saw the broadcast: with the txid
+/// and bytes committed first, the daemon sends the same transaction again
+/// (never a new one) and the receiver is paid exactly once.
 #[tokio::test(flavor = "multi_thread")]
-async fn gateway_504_before_the_node_is_not_resent_and_needs_an_admin() {
+async fn gateway_504_before_the_node_resends_the_same_bytes_and_pays_once() {
     let Some(r) = real().await else {
         return;
     };
@@ -202,13 +202,17 @@ async fn gateway_504_before_the_node_is_not_resent_and_needs_an_admin() {
     r.proxy
         .wait_count(SPEND, Fault::StatusBefore(504), 1, LONG)
         .await;
-    // Outcome unknown: the batch is accepted for reconciliation, not failed.
+    // Not accepted yet: the batch keeps its committed transaction.
     assert_eq!(status, 200, "{answer}\n{}", s.daemon.log_tail());
-    let w = s.wait_withdrawal(id, &["needs_attention"], LONG).await;
-    assert!(w["txid"].is_null(), "{w}");
-    assert_eq!(r.spends_forwarded(), 0, "{:?}", r.proxy.seen());
-    r.assert_paid_once(&s, id, 0).await;
-    assert_eq!(r.spends_forwarded(), 0, "resent: {:?}", r.proxy.seen());
+    let committed = answer["txid"].as_str().expect("txid committed").to_string();
+    let w = s.wait_withdrawal(id, &["broadcast"], LONG).await;
+    assert_eq!(w["txid"], committed.as_str(), "{w}");
+    assert!(
+        r.proxy.seen().iter().all(|c| c.method != "sendmany"),
+        "{:?}",
+        r.proxy.seen()
+    );
+    r.assert_paid_once(&s, id, AMOUNT_SAT).await;
 }
 
 /// The node restarts (new cookie, kept-alive connections gone) between
