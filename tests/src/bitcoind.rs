@@ -139,7 +139,13 @@ impl Bitcoind {
         }
         let _ = std::fs::remove_file(&self.cookie);
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        self.child = spawn(&self.exe, self.dir.path(), self.rpc_port, self.p2p_port, &extra);
+        self.child = spawn(
+            &self.exe,
+            self.dir.path(),
+            self.rpc_port,
+            self.p2p_port,
+            &extra,
+        );
         self.wait_ready().await;
     }
 
