@@ -48,10 +48,42 @@ pub fn exe_or_skip(suite: &str) -> Option<PathBuf> {
     None
 }
 
+fn spawn(exe: &Path, datadir: &Path, rpc_port: u16, p2p_port: u16, extra: &[String]) -> Child {
+    Command::new(exe)
+        .arg("-regtest")
+        .arg(format!("-datadir={}", datadir.display()))
+        .arg(format!("-rpcport={rpc_port}"))
+        .arg(format!("-port={p2p_port}"))
+        .args([
+            "-listen=0",
+            "-server=1",
+            "-fallbackfee=0.0002",
+            "-printtoconsole=0",
+            "-rpcbind=127.0.0.1",
+            "-rpcallowip=127.0.0.1",
+            // No DNS seeds, no outbound peers, no UPnP/NAT-PMP: a node
+            // on its own.
+            "-dnsseed=0",
+            "-fixedseeds=0",
+            "-natpmp=0",
+            "-discover=0",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", exe.display()))
+}
+
 /// A running regtest node; killed (and its datadir removed) on drop.
 pub struct Bitcoind {
     child: Child,
     dir: tempfile::TempDir,
+    /// How it was started, for [`Bitcoind::restart`].
+    exe: PathBuf,
+    rpc_port: u16,
+    p2p_port: u16,
+    extra: Vec<String>,
     pub cookie: PathBuf,
     pub url: String,
     pub rpc: RpcClient,
@@ -74,57 +106,95 @@ impl Bitcoind {
     pub async fn start_with(exe: &Path, extra: &[&str]) -> Bitcoind {
         let dir = tempfile::tempdir().expect("datadir");
         let rpc_port = free_port();
-        let child = Command::new(exe)
-            .arg("-regtest")
-            .arg(format!("-datadir={}", dir.path().display()))
-            .arg(format!("-rpcport={rpc_port}"))
-            .arg(format!("-port={}", free_port()))
-            .args([
-                "-listen=0",
-                "-server=1",
-                "-fallbackfee=0.0002",
-                "-printtoconsole=0",
-                "-rpcbind=127.0.0.1",
-                "-rpcallowip=127.0.0.1",
-                // No DNS seeds, no outbound peers, no UPnP/NAT-PMP: a node
-                // on its own.
-                "-dnsseed=0",
-                "-fixedseeds=0",
-                "-natpmp=0",
-                "-discover=0",
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", exe.display()));
+        let p2p_port = free_port();
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let child = spawn(exe, dir.path(), rpc_port, p2p_port, &extra);
         let cookie = dir.path().join("regtest").join(".cookie");
         let url = format!("http://127.0.0.1:{rpc_port}");
         let rpc = RpcClient::new(&url, Creds::Cookie(cookie.clone()), Duration::from_secs(60));
         let mut node = Bitcoind {
             child,
             dir,
+            exe: exe.to_path_buf(),
+            rpc_port,
+            p2p_port,
+            extra,
             cookie,
             url,
             rpc,
         };
+        node.wait_ready().await;
+        node
+    }
+
+    /// Stops the node (`stop`, then waits for its exit) and starts it again
+    /// on the same datadir and ports with `extra` options instead of the
+    /// first start's. Wallets are not reloaded: call `loadwallet`.
+    pub async fn restart_with(&mut self, extra: &[&str]) {
+        let _ = self.try_call(None, "stop", "[]").await;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.child.try_wait().ok().flatten().is_none() {
+            assert!(Instant::now() < deadline, "bitcoind did not stop");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = std::fs::remove_file(&self.cookie);
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        self.child = spawn(
+            &self.exe,
+            self.dir.path(),
+            self.rpc_port,
+            self.p2p_port,
+            &extra,
+        );
+        self.wait_ready().await;
+    }
+
+    async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            if node.cookie.exists() && node.rpc.call(None, "getblockchaininfo", "[]").await.is_ok()
+            if self.cookie.exists() && self.rpc.call(None, "getblockchaininfo", "[]").await.is_ok()
             {
                 break;
             }
-            if let Ok(Some(status)) = node.child.try_wait() {
-                panic!("bitcoind exited ({status}) at start:\n{}", node.log_tail());
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("bitcoind exited ({status}) at start:\n{}", self.log_tail());
             }
             assert!(
                 Instant::now() < deadline,
                 "bitcoind did not start:\n{}",
-                node.log_tail()
+                self.log_tail()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        node
+    }
+
+    /// Stops the node (`stop`, then waits for the process to exit) and
+    /// starts it again on the same datadir and ports, with the wallets that
+    /// were loaded loaded again. The node writes a new cookie: clients must
+    /// read it again.
+    pub async fn restart(&mut self) {
+        let wallets = self.call(None, "listwallets", "[]").await.to_serde();
+        let old_cookie = std::fs::read_to_string(&self.cookie).unwrap_or_default();
+        self.call(None, "stop", "[]").await;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.child.try_wait().expect("bitcoind status").is_none() {
+            assert!(Instant::now() < deadline, "bitcoind did not stop");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.child = spawn(
+            &self.exe,
+            self.dir.path(),
+            self.rpc_port,
+            self.p2p_port,
+            &self.extra,
+        );
+        self.wait_ready().await;
+        for wallet in wallets.as_array().into_iter().flatten() {
+            self.call(None, "loadwallet", &json!([wallet]).to_string())
+                .await;
+        }
+        let new_cookie = std::fs::read_to_string(&self.cookie).unwrap_or_default();
+        assert_ne!(old_cookie, new_cookie, "the restarted node kept its cookie");
     }
 
     /// The end of the node's debug.log, for assertion messages.

@@ -234,6 +234,25 @@ impl Daemon {
         }
     }
 
+    /// Waits (polling, at most `timeout`) for the daemon to exit on its
+    /// own, e.g. at a test crash hook, and reaps it. Panics on timeout.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut().expect("a running daemon");
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not exit\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// SIGTERM and wait for the exit (at most `timeout`).
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
@@ -269,8 +288,15 @@ impl Daemon {
 
     /// `pooldeskd verify`: (passed, output).
     pub fn verify(&self) -> (bool, String) {
+        self.verify_with(&[])
+    }
+
+    /// `pooldeskd verify` with extra arguments (`--wallet`): (passed, output).
+    pub fn verify_with(&self, extra: &[&str]) -> (bool, String) {
         let output = Command::new(bin("pooldeskd"))
-            .args(["verify", "--config"])
+            .arg("verify")
+            .args(extra)
+            .arg("--config")
             .arg(&self.config_path)
             .arg("--data-dir")
             .arg(&self.data_dir)
@@ -290,6 +316,14 @@ impl Daemon {
     pub fn assert_verified(&self) {
         let (ok, text) = self.verify();
         assert!(ok, "pooldeskd verify failed:\n{text}");
+    }
+
+    /// Panics unless `pooldeskd verify --wallet` passes: the ledger's
+    /// payments agree with the node wallet.
+    pub fn assert_wallet_verified(&self) {
+        let (ok, text) = self.verify_with(&["--wallet"]);
+        assert!(ok, "pooldeskd verify --wallet failed:\n{text}");
+        assert!(text.contains("agrees with the node wallet"), "{text}");
     }
 
     // ---- HTTP, as clients speak it ---------------------------------------
@@ -466,6 +500,20 @@ impl Daemon {
         conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
             .unwrap_or(0)
+    }
+
+    /// Reads one text value with SQLite directly (read-only); panics when
+    /// the query finds no row.
+    pub fn sql_text(&self, sql: &str) -> String {
+        let conn = rusqlite::Connection::open_with_flags(
+            self.data_dir.join("ledger.sqlite"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the ledger read-only");
+        conn.busy_timeout(Duration::from_secs(5))
+            .expect("busy timeout");
+        conn.query_row(sql, [], |r| r.get::<_, String>(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 }
 

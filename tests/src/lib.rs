@@ -3,5 +3,6 @@ pub mod bitcoind;
 pub mod browser;
 pub mod ckpool;
 pub mod daemon;
+pub mod faultproxy;
 pub mod payouts;
 pub mod standin;

@@ -241,10 +241,24 @@ pub struct PayoutsConfig {
     /// Largest fee accepted on a signed PSBT, as a share of the amount sent
     /// (percent); above it the finalize step refuses.
     pub max_fee_percent: u64,
-    /// Confirmations after which a payout counts as confirmed.
-    pub confirmations: u32,
+    /// Depth (confirmations) after which a payout is final: followed
+    /// through reorgs until then. Unset: 6 on mainnet, testnet and signet,
+    /// 1 on regtest ([`PayoutsConfig::depth`]). Also the depth a
+    /// conflicting spend needs before Retry/Failed may pay again.
+    pub confirmations: Option<u32>,
     /// How long an RPC may take before it is treated as ambiguous.
     pub rpc_timeout_s: u64,
+}
+
+impl PayoutsConfig {
+    /// The configured depth, else the network's default: 1 on regtest
+    /// (blocks are free), 6 wherever a reorg costs real work.
+    pub fn depth(&self, network: Network) -> u32 {
+        self.confirmations.unwrap_or(match network {
+            Network::Regtest => 1,
+            Network::Signet | Network::Testnet | Network::Testnet4 | Network::Mainnet => 6,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -420,7 +434,7 @@ impl Default for PayoutsConfig {
             batch_interval_s: 60,
             auto_withdraw: false,
             max_fee_percent: 10,
-            confirmations: 1,
+            confirmations: None,
             rpc_timeout_s: 30,
         }
     }
@@ -587,6 +601,8 @@ const ENV_NOT_CONFIG: &[&str] = &[
     "POOLDESK_SHARED_SECRET",
     "POOLDESK_SHARED_SECRET_FILE",
     "POOLDESK_FAULT_DIR",
+    // The payouts' test-only crash hook (payouts/crash.rs).
+    "POOLDESK_TEST_CRASH_AT",
     // Set by contrib/test.sh for the tools it runs, not for the daemon.
     "POOLDESK_SKIP_LOG",
     "POOLDESK_CACHE_DIR",
@@ -793,6 +809,9 @@ impl Config {
                     "is required when bitcoind.user is set",
                 );
             }
+        }
+        if matches!(self.payouts.confirmations, Some(0) | Some(1001..)) {
+            return bad("payouts.confirmations", "must be between 1 and 1000");
         }
         if self.wallet_backend == WalletBackendKind::Simulated && self.network == Network::Mainnet {
             return bad(
@@ -1073,6 +1092,28 @@ wallet = "pool"
         assert_eq!(config.payouts.min_payout_btc.sat(), 10_000);
         assert_eq!(config.blocks_per_minute_for(Some("TIER_3_WORKSTATION")), 30);
         assert_eq!(config.blocks_per_minute_for(Some("TIER_1_MOBILE")), 10);
+    }
+
+    #[test]
+    fn payout_depth_defaults_per_network_and_can_be_set() {
+        let depth = |text: &str| {
+            let config = load_text(text, &[]).unwrap();
+            config.payouts.depth(config.network)
+        };
+        assert_eq!(depth("network = \"regtest\"\n"), 1);
+        assert_eq!(depth("network = \"mainnet\"\n"), 6);
+        assert_eq!(depth("network = \"testnet\"\n"), 6);
+        assert_eq!(depth("network = \"signet\"\n"), 6);
+        assert_eq!(
+            depth("network = \"mainnet\"\n[payouts]\nconfirmations = 3\n"),
+            3
+        );
+        assert_eq!(
+            depth("network = \"regtest\"\n[payouts]\nconfirmations = 2\n"),
+            2
+        );
+        let err = load_text("[payouts]\nconfirmations = 0\n", &[]).unwrap_err();
+        assert!(err.0.contains("payouts.confirmations"), "{err}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod miners;
 pub mod payouts;
+pub mod reconcile;
 pub mod replay;
 pub mod secrets;
 pub mod shares;

@@ -45,7 +45,13 @@ struct Common {
 #[derive(Subcommand)]
 enum Command {
     /// Check every ledger invariant; exit 1 naming what is wrong.
-    Verify,
+    Verify {
+        /// Also compare the ledger's payouts and faucet payments (txids,
+        /// outputs, amounts, fees) with the node wallet's transactions, and
+        /// look for pooldesk-tagged wallet sends the ledger does not know.
+        #[arg(long)]
+        wallet: bool,
+    },
     /// Consistent online copy of the ledger (safe while the daemon runs).
     Backup {
         /// Where to write the copy.
@@ -124,7 +130,9 @@ fn main() -> ExitCode {
     };
     match cli.command {
         None => run_daemon(&overrides, env),
-        Some(Command::Verify) => with_config(&overrides, &env, verify),
+        Some(Command::Verify { wallet }) => {
+            with_config(&overrides, &env, |config| verify(config, wallet))
+        }
         Some(Command::Bridge { source }) => with_config(&overrides, &env, |config| {
             pooldeskd::bridge::run_cli(config, source)
         }),
@@ -278,28 +286,62 @@ fn with_config(
     }
 }
 
-fn verify(config: &Config) -> anyhow::Result<ExitCode> {
+fn verify(config: &Config, with_wallet: bool) -> anyhow::Result<ExitCode> {
     let path = config.ledger_path();
     let conn = pooldeskd::store::open_read_only(&path)?;
     let violations = pooldeskd::verify::run(&conn, config.ingest.retention_days)?;
-    if violations.is_empty() {
+    let differences = if with_wallet {
+        wallet_differences(config, &conn)?
+    } else {
+        Vec::new()
+    };
+    if violations.is_empty() && differences.is_empty() {
         println!(
-            "ok: ledger {} verified ({})",
+            "ok: ledger {} verified ({}){}",
             path.display(),
-            pooldeskd::verify::summary(&conn)?
+            pooldeskd::verify::summary(&conn)?,
+            if with_wallet {
+                "; it agrees with the node wallet"
+            } else {
+                ""
+            }
         );
         Ok(ExitCode::SUCCESS)
     } else {
         for violation in &violations {
             println!("VIOLATION: {violation}");
         }
+        for difference in &differences {
+            println!("WALLET DIFFERENCE: {difference}");
+        }
         println!(
-            "{} invariant violations in {}",
+            "{} invariant violations and {} wallet differences in {}",
             violations.len(),
+            differences.len(),
             path.display()
         );
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// `verify --wallet`: the ledger's payments against the configured node.
+fn wallet_differences(config: &Config, conn: &rusqlite::Connection) -> anyhow::Result<Vec<String>> {
+    anyhow::ensure!(
+        config.wallet_backend == pooldeskd::config::WalletBackendKind::Bitcoind,
+        "verify --wallet needs wallet_backend = \"bitcoind\" (the simulated wallet has nothing to compare)"
+    );
+    let payments = pooldeskd::reconcile::ledger_payments(conn)?;
+    let wallet = pooldeskd::wallet::bitcoind::BitcoindWallet::new(
+        &config.bitcoind,
+        config.network,
+        std::time::Duration::from_secs(config.payouts.rpc_timeout_s),
+    )?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime
+        .block_on(pooldeskd::reconcile::audit(&payments, &wallet))
+        .map_err(|e| anyhow::anyhow!("cannot compare with the node wallet: {e}"))
 }
 
 fn backup(config: &Config, target: &std::path::Path) -> anyhow::Result<ExitCode> {

@@ -160,15 +160,22 @@ pub struct Batch {
     pub fee_sat: Option<i64>,
     pub txid: Option<String>,
     pub request_ids: Vec<i64>,
+    /// Built txid-first: funded and signed, then `txid`, `tx_hex` and
+    /// `inputs` committed, then broadcast.
+    pub prebuilt: bool,
+    pub tx_hex: Option<String>,
+    /// Outpoints (`txid:vout`) the transaction spends.
+    pub inputs: Vec<String>,
 }
 
 /// Batches in `state`, oldest first, with their request ids.
 pub fn batches_in(conn: &Connection, state: &str) -> rusqlite::Result<Vec<Batch>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, tag, state, fee_sat, txid FROM faucet_batches WHERE state = ?1 ORDER BY id LIMIT 1000",
+        "SELECT id, tag, state, fee_sat, txid, prebuilt, tx_hex, inputs_json FROM faucet_batches WHERE state = ?1 ORDER BY id LIMIT 1000",
     )?;
     let mut batches: Vec<Batch> = stmt
         .query_map([state], |r| {
+            let inputs: Option<String> = r.get(7)?;
             Ok(Batch {
                 id: r.get(0)?,
                 tag: r.get(1)?,
@@ -176,6 +183,11 @@ pub fn batches_in(conn: &Connection, state: &str) -> rusqlite::Result<Vec<Batch>
                 fee_sat: r.get(3)?,
                 txid: r.get(4)?,
                 request_ids: Vec::new(),
+                prebuilt: r.get(5)?,
+                tx_hex: r.get(6)?,
+                inputs: inputs
+                    .and_then(|j| serde_json::from_str(&j).ok())
+                    .unwrap_or_default(),
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
@@ -217,6 +229,7 @@ pub fn open_batch(
     ctx: &mut WriteCtx<'_>,
     request_ids: &[i64],
     fee_rate_sat_vb: u64,
+    prebuilt: bool,
 ) -> Result<Option<Intent>, FaucetError> {
     let conn = ctx.conn;
     let now = ctx.now_s;
@@ -248,12 +261,13 @@ pub fn open_batch(
     // The tag names the batch id, which exists only after the insert: a
     // unique placeholder first, then the real tag, in the same job.
     conn.prepare_cached(
-        "INSERT INTO faucet_batches (tag, state, total_sat, outputs, fee_rate_sat_vb, created_at, updated_at)
-         VALUES ('pending:' || hex(randomblob(16)), 'sending', ?1, ?2, ?3, ?4, ?4)",
+        "INSERT INTO faucet_batches (tag, state, total_sat, outputs, fee_rate_sat_vb, created_at, updated_at, prebuilt)
+         VALUES ('pending:' || hex(randomblob(16)), 'sending', ?1, ?2, ?3, ?4, ?4, ?5)",
     )?
-    .execute(params![total, outputs.len() as i64, fee_rate_sat_vb as i64, now])?;
+    .execute(params![total, outputs.len() as i64, fee_rate_sat_vb as i64, now, prebuilt])?;
     let batch_id = conn.last_insert_rowid();
-    let tag = rules::batch_tag(batch_id);
+    let install = crate::payouts::db::install_id(conn)?;
+    let tag = rules::batch_tag(&install, batch_id);
     conn.prepare_cached("UPDATE faucet_batches SET tag = ?1 WHERE id = ?2")?
         .execute(params![tag, batch_id])?;
     let mut update = conn.prepare_cached(
@@ -270,6 +284,9 @@ pub fn open_batch(
             fee_sat: None,
             txid: None,
             request_ids: ids,
+            prebuilt,
+            tx_hex: None,
+            inputs: Vec::new(),
         },
         outputs,
     }))
@@ -350,6 +367,25 @@ pub fn record_fee(ctx: &mut WriteCtx<'_>, batch_id: i64, fee_sat: i64) -> Result
     ctx.conn
         .prepare_cached("UPDATE faucet_batches SET fee_sat = ?1, updated_at = ?2 WHERE id = ?3 AND fee_sat IS NULL")?
         .execute(params![fee_sat.max(0), ctx.now_s, batch_id])?;
+    Ok(())
+}
+
+/// Commits a txid-first batch's signed transaction before it is
+/// broadcast: from here on only these bytes may pay the batch.
+pub fn set_tx(
+    ctx: &mut WriteCtx<'_>,
+    batch_id: i64,
+    txid: &str,
+    hex: &str,
+    inputs: &[String],
+) -> Result<(), FaucetError> {
+    let inputs = serde_json::to_string(inputs).expect("outpoints serialize");
+    ctx.conn
+        .prepare_cached(
+            "UPDATE faucet_batches SET txid = ?2, tx_hex = ?3, inputs_json = ?4, updated_at = ?5
+             WHERE id = ?1 AND state = 'sending' AND txid IS NULL",
+        )?
+        .execute(params![batch_id, txid, hex, inputs, ctx.now_s])?;
     Ok(())
 }
 

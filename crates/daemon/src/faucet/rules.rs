@@ -50,8 +50,12 @@ pub fn fee_rate(estimate: Option<u64>, fallback_sat_vb: u64, max_sat_vb: u64) ->
 }
 
 /// The wallet comment that tags a batch's transaction.
-pub fn batch_tag(batch_id: i64) -> String {
-    format!("pooldesk faucet batch {batch_id}")
+pub fn batch_tag(install_id: &str, batch_id: i64) -> String {
+    if install_id.is_empty() {
+        format!("pooldesk faucet batch {batch_id}")
+    } else {
+        format!("pooldesk {install_id} faucet batch {batch_id}")
+    }
 }
 
 #[cfg(test)]

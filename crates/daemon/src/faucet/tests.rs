@@ -425,14 +425,14 @@ async fn a_batch_left_sending_by_a_crash_is_reconciled_not_resent() {
     let ids = vec![a.id];
     let intent = f
         .store
-        .write(move |ctx| db::open_batch(ctx, &ids, 2))
+        .write(move |ctx| db::open_batch(ctx, &ids, 2, false))
         .await
         .unwrap()
         .unwrap();
     f.wallet.land(&intent.batch.tag, &"44".repeat(32));
     let ids = vec![b.id];
     f.store
-        .write(move |ctx| db::open_batch(ctx, &ids, 2))
+        .write(move |ctx| db::open_batch(ctx, &ids, 2, false))
         .await
         .unwrap()
         .unwrap();

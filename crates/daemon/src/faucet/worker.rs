@@ -1,7 +1,17 @@
 //! The faucet's payer: every `faucet.batch_interval_s`, queued requests go
-//! out in one `sendmany`.
+//! out in one transaction.
 //!
-//! Never pay twice:
+//! Against Bitcoin Core the payment is txid-first, like a hot payout batch
+//! (issue 11): the batch (state `sending`) is committed; the wallet funds
+//! and signs its transaction without broadcasting it; txid, bytes and inputs
+//! are committed; the inputs are locked; only then is it broadcast
+//! (`sendrawtransaction`), and recorded `paid` once the node has it. A
+//! `sending` batch without a txid provably sent nothing (`failed`, its
+//! requests queued again); one with a txid is broadcast again with the same
+//! bytes, never rebuilt. The rules below apply to the simulated wallet
+//! (demo mode), which pays with one tagged `sendmany`.
+//!
+//! Never pay twice (`sendmany`):
 //! 1. The batch (its requests, its tag, state `sending`) is committed
 //!    before `send_many` is called.
 //! 2. Success → `paid` with the txid, ledger `faucet:held → faucet:sent`
@@ -23,6 +33,8 @@ use crate::events::BusEvent;
 use crate::metrics::StateLabel;
 
 use super::{Faucet, db, rules};
+use crate::payouts::crash;
+use crate::wallet::Output;
 
 /// Spent challenges are forgotten this long after they expire (slack for
 /// a clock stepping backwards).
@@ -111,6 +123,21 @@ impl Faucet {
             }
         };
         for batch in batches {
+            if batch.prebuilt && batch.state == "sending" {
+                if batch.txid.is_none() {
+                    // Interrupted before its transaction was committed:
+                    // nothing is broadcast before that commit.
+                    self.fail(
+                        &batch,
+                        "interrupted before its transaction was committed; nothing was broadcast",
+                        round,
+                    )
+                    .await;
+                } else if self.send_committed(&batch, None).await {
+                    round.reconciled.push(batch.id);
+                }
+                continue;
+            }
             match self.wallet.find_by_tag(&batch.tag).await {
                 Ok(txs) if !txs.is_empty() => {
                     if txs.len() > 1 {
@@ -199,10 +226,11 @@ impl Faucet {
             self.settings.max_fee_rate_sat_vb,
         );
         let ids: Vec<i64> = queued.iter().map(|r| r.id).collect();
+        let prebuilt = self.wallet.kind() == "bitcoind";
         // 1. The intent, durable before any call that can spend.
         let intent = match self
             .store
-            .write(move |ctx| db::open_batch(ctx, &ids, fee_rate))
+            .write(move |ctx| db::open_batch(ctx, &ids, fee_rate, prebuilt))
             .await
         {
             Ok(Some(intent)) => intent,
@@ -214,6 +242,11 @@ impl Faucet {
         };
         let batch = intent.batch;
         self.publish(&batch.request_ids, "sending");
+        if prebuilt {
+            self.build_and_send(&batch, &intent.outputs, fee_rate, round)
+                .await;
+            return;
+        }
         match self
             .wallet
             .send_many(&intent.outputs, &batch.tag, fee_rate)
@@ -282,6 +315,122 @@ impl Faucet {
                         .await;
                     }
                 }
+            }
+        }
+    }
+
+    /// The txid-first payment of a committed `sending` batch: fund and sign
+    /// (nothing leaves the node, nothing is locked), commit txid and bytes,
+    /// then lock and broadcast.
+    async fn build_and_send(
+        &self,
+        batch: &db::Batch,
+        outputs: &[Output],
+        fee_rate: u64,
+        round: &mut Round,
+    ) {
+        let signed = match self.wallet.fund_and_sign(outputs, fee_rate).await {
+            Ok(Some(signed)) => signed,
+            Ok(None) => {
+                let note = "the wallet backend cannot build a transaction without sending it";
+                self.set_last_error(Some(note.into()));
+                self.fail(batch, note, round).await;
+                return;
+            }
+            Err(e) => {
+                // Funding and signing broadcast nothing, whatever the
+                // answer: the batch provably paid nothing.
+                tracing::error!(batch = batch.id, error = %e, "faucet batch: the wallet could not build it; requests stay queued");
+                self.set_last_error(Some(e.to_string()));
+                self.fail(
+                    batch,
+                    &format!("the wallet could not build the transaction: {e}"),
+                    round,
+                )
+                .await;
+                return;
+            }
+        };
+        crash::point("faucet_signed");
+        let (id, txid, hex, inputs) = (
+            batch.id,
+            signed.txid.clone(),
+            signed.hex.clone(),
+            signed.inputs.clone(),
+        );
+        if let Err(e) = self
+            .store
+            .write(move |ctx| db::set_tx(ctx, id, &txid, &hex, &inputs))
+            .await
+        {
+            // Not committed, so not broadcast: the next round finds the
+            // batch without a txid and requeues its requests.
+            tracing::warn!(batch = id, error = %e, "faucet: could not commit the signed transaction; nothing sent");
+            return;
+        }
+        crash::point("faucet_committed");
+        let batch = db::Batch {
+            txid: Some(signed.txid.clone()),
+            tx_hex: Some(signed.hex.clone()),
+            inputs: signed.inputs.clone(),
+            ..batch.clone()
+        };
+        if self.send_committed(&batch, Some(signed.fee_sat)).await {
+            tracing::info!(batch = batch.id, txid = %signed.txid, requests = batch.request_ids.len(), "faucet batch paid");
+            round.paid_batches.push(batch.id);
+            self.set_last_error(None);
+        }
+    }
+
+    /// Locks a committed batch's inputs and broadcasts its transaction
+    /// (the first time and after a crash or an unclear answer: always the
+    /// same bytes); records it paid once the node has it. True when this
+    /// call recorded it.
+    async fn send_committed(&self, batch: &db::Batch, fee_sat: Option<i64>) -> bool {
+        let (Some(txid), Some(hex)) = (batch.txid.as_deref(), batch.tx_hex.as_deref()) else {
+            return false;
+        };
+        if let Err(e) = self.wallet.lock(&batch.inputs).await {
+            tracing::warn!(batch = batch.id, error = %e, "faucet: could not lock the batch's inputs");
+        }
+        let fee_sat = match self.wallet.broadcast(hex).await {
+            Ok(_) => fee_sat,
+            Err(e) => match self.wallet.transaction(txid).await {
+                // Sent before (an earlier attempt whose answer was lost).
+                Ok(Some(tx)) if tx.in_mempool_or_chain => tx.fee_sat.map(i64::abs).or(fee_sat),
+                _ => {
+                    tracing::warn!(batch = batch.id, txid, error = %e, "faucet: broadcast not accepted yet; the same transaction is sent again next round");
+                    self.set_last_error(Some(format!("broadcast of {txid}: {e}")));
+                    return false;
+                }
+            },
+        };
+        crash::point("faucet_broadcast");
+        let recorded = self.record_paid(batch.id, txid, fee_sat).await;
+        if recorded {
+            // In the mempool: the wallet will not spend these inputs again.
+            if let Err(e) = self.wallet.unlock(&batch.inputs).await {
+                tracing::warn!(batch = batch.id, error = %e, "faucet: could not unlock a paid batch's inputs");
+            }
+        }
+        recorded
+    }
+
+    /// A batch that provably paid nothing: its requests wait for the next
+    /// round (a new batch).
+    async fn fail(&self, batch: &db::Batch, note: &str, round: &mut Round) {
+        let (id, note) = (batch.id, note.to_string());
+        match self
+            .store
+            .write(move |ctx| db::mark_failed(ctx, id, &note))
+            .await
+        {
+            Ok(()) => {
+                self.publish(&batch.request_ids, "queued");
+                round.failed.push(batch.id);
+            }
+            Err(e) => {
+                tracing::warn!(batch = id, error = %e, "faucet: could not record a failed batch")
             }
         }
     }

@@ -30,6 +30,7 @@ pub fn routes() -> Router<App> {
         .route("/api/admin/send_batch", post(send_batch))
         .route("/api/admin/batches", get(batches))
         .route("/api/admin/batches/{id}/resolve", post(resolve))
+        .route("/api/admin/batches/{id}/cancel", post(cancel))
         .route("/api/admin/payouts/pause", post(pause))
         .route("/api/admin/create_psbt", post(create_psbt))
         .route("/api/admin/psbt/{id}", get(psbt_review))
@@ -367,6 +368,17 @@ async fn resolve(
 ) -> Result<Response, ApiError> {
     let resolution: BatchResolution = parse_json(&body)?;
     let batch = app.payouts.resolve(admin.actor, id, resolution).await?;
+    Ok(axum::Json(batch_json(&batch)).into_response())
+}
+
+/// `POST /api/admin/batches/{id}/cancel` — a cold batch not broadcast:
+/// withdrawals wait again, inputs unlocked; 409 if its txid is known.
+async fn cancel(
+    State(app): State<App>,
+    admin: Admin,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let batch = app.payouts.cancel_cold(admin.actor, id).await?;
     Ok(axum::Json(batch_json(&batch)).into_response())
 }
 

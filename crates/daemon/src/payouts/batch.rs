@@ -8,12 +8,12 @@ use pooldesk_proto::model::{
 };
 
 use super::db::{self, Batch, Withdrawal};
-use super::{PAUSED_KEY, PayoutError, Payouts};
+use super::{PAUSED_KEY, PayoutError, Payouts, crash};
 use crate::audit::{self, Actor};
 use crate::config::PayoutMode;
 use crate::events::BusEvent;
 use crate::store::WriteCtx;
-use crate::wallet::{Output, WalletTx};
+use crate::wallet::{Output, WalletError, WalletTx};
 
 /// What a batch operation answers: the batch, and for cold batches the
 /// PSBT to export.
@@ -34,6 +34,38 @@ pub(super) struct BatchChange {
     rows: Vec<WithdrawalRow>,
     batch: BatchRow,
     entry: Option<AuditEntry>,
+}
+
+/// Automatic batches after definite build failures (Core's `-6`: every
+/// `CreateTransaction` failure since v24, e.g. insufficient funds or a fee
+/// above `-maxtxfee`): the next automatic attempt waits, doubling from
+/// [`BACKOFF_BASE_S`] up to [`BACKOFF_CAP_S`], instead of asking again
+/// every interval. An admin's own "send batch" is not held back.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct Backoff {
+    pub(super) failures: u32,
+    pub(super) until_s: i64,
+    /// Core's message, shown in the warning.
+    pub(super) message: String,
+}
+
+pub(super) const BACKOFF_BASE_S: i64 = 30;
+pub(super) const BACKOFF_CAP_S: i64 = 3_600;
+
+impl Backoff {
+    /// Records one more failure at `now_s`.
+    pub(super) fn fail(&mut self, now_s: i64, message: String) {
+        self.failures = self.failures.saturating_add(1);
+        let doublings = (self.failures - 1).min(16);
+        let delay_s = (BACKOFF_BASE_S << doublings).min(BACKOFF_CAP_S);
+        self.until_s = now_s + delay_s;
+        self.message = message;
+    }
+}
+
+/// The batch row of a change.
+pub(super) fn change_row(change: &BatchChange) -> BatchRow {
+    change.batch.clone()
 }
 
 /// Reads back a batch after a change, inside the same job.
@@ -253,6 +285,7 @@ impl Payouts {
         state: &'static str,
         plan: &Plan,
         fee_rate: u64,
+        prebuilt: bool,
     ) -> Result<Batch, PayoutError> {
         let outputs = plan.outputs.clone();
         let ids = plan.ids.clone();
@@ -261,7 +294,7 @@ impl Payouts {
             .inner
             .store
             .write(move |ctx| {
-                let batch = db::insert_batch(ctx, mode, state, &outputs, fee_rate)?;
+                let batch = db::insert_batch(ctx, mode, state, &outputs, fee_rate, prebuilt)?;
                 db::assign_to_batch(ctx, batch.id, &ids)?;
                 let entry = audit::record(
                     ctx,
@@ -284,13 +317,18 @@ impl Payouts {
         Ok(batch)
     }
 
-    /// Hot mode: one `sendmany` for the batch.
+    /// Hot mode: the wallet funds and signs the batch's transaction, its
+    /// txid and bytes are committed, its inputs locked, and only then is it
+    /// broadcast. A backend that cannot build without sending (the
+    /// simulated wallet) pays with one tagged `sendmany`.
     async fn send_hot(&self, actor: Actor, ids: Vec<i64>) -> Result<BatchOutcome, PayoutError> {
         let _guard = self.inner.lock.lock().await;
         let (plan, fee_rate) = self.plan(&ids).await?;
+        let prebuilt = self.inner.wallet.kind() != "simulated";
         let batch = self
-            .commit_intent(&actor, "hot", "sending", &plan, fee_rate)
+            .commit_intent(&actor, "hot", "sending", &plan, fee_rate, prebuilt)
             .await?;
+        crash::point("hot_intent");
         tracing::info!(
             batch = batch.id,
             outputs = batch.outputs.len(),
@@ -298,6 +336,10 @@ impl Payouts {
             fee_rate,
             "sending payout batch"
         );
+        if prebuilt {
+            self.build_and_send(&batch, fee_rate).await?;
+            return self.batch_outcome(batch.id, None).await;
+        }
         match self
             .inner
             .wallet
@@ -324,6 +366,118 @@ impl Payouts {
             }
         }
         self.batch_outcome(batch.id, None).await
+    }
+
+    /// The txid-first path of a `sending` batch: fund and sign (nothing
+    /// leaves the node), commit, lock, broadcast.
+    async fn build_and_send(&self, batch: &Batch, fee_rate: u64) -> Result<(), PayoutError> {
+        let signed = match self
+            .inner
+            .wallet
+            .fund_and_sign(&batch.outputs, fee_rate)
+            .await
+        {
+            Ok(Some(signed)) => signed,
+            Ok(None) => {
+                let note = "the wallet backend cannot build a transaction without sending it";
+                self.fail_batch(batch, note).await?;
+                return Err(PayoutError::Node(note.into()));
+            }
+            Err(e) => {
+                // Funding and signing broadcast nothing and lock nothing
+                // (lockUnspents is off), whatever the answer: the batch
+                // provably paid nothing.
+                let note = format!("the wallet could not build the batch's transaction: {e}");
+                // Core answers FundTransaction failures to
+                // walletcreatefundedpsbt with -4 (sendmany: -6): any refusal
+                // of a build backs automatic batches off.
+                if e.is_insufficient_funds() || matches!(e, WalletError::Rpc { code: -4, .. }) {
+                    self.inner
+                        .backoff
+                        .lock()
+                        .expect("backoff lock")
+                        .fail(crate::clock::now_s(), e.to_string());
+                }
+                self.fail_batch(batch, &note).await?;
+                return Err(PayoutError::Node(e.to_string()));
+            }
+        };
+        crash::point("hot_signed");
+        *self.inner.backoff.lock().expect("backoff lock") = Backoff::default();
+        let (batch_id, txid, hex, inputs, fee_sat) = (
+            batch.id,
+            signed.txid.clone(),
+            signed.hex.clone(),
+            signed.inputs.clone(),
+            signed.fee_sat,
+        );
+        let entry = self
+            .inner
+            .store
+            .write(move |ctx| {
+                db::set_batch_tx(ctx, batch_id, &txid, &hex, &inputs, fee_sat)?;
+                Ok::<_, PayoutError>(audit::record(
+                    ctx,
+                    &Actor::System,
+                    "signed",
+                    &format!("batch:{batch_id}"),
+                    &format!("txid {txid}, fee {fee_sat} sat; committed before broadcast"),
+                )?)
+            })
+            .await?;
+        self.inner.bus.publish(BusEvent::Audit(entry));
+        crash::point("hot_committed");
+        let batch = self.load_batch(batch.id).await?;
+        self.send_committed(&batch).await
+    }
+
+    /// Locks a committed batch's inputs (persistently) and broadcasts its
+    /// transaction: the first send and every retry, always the same bytes.
+    async fn send_committed(&self, batch: &Batch) -> Result<(), PayoutError> {
+        let (Some(txid), Some(hex)) = (batch.txid.clone(), batch.tx_hex.clone()) else {
+            return Ok(());
+        };
+        if let Err(e) = self.inner.wallet.lock(&batch.inputs).await {
+            // Not fatal: the transaction's own bytes fix its inputs; the lock
+            // only keeps other spends of this wallet off them.
+            tracing::warn!(batch = batch.id, error = %e, "could not lock the batch's inputs");
+        }
+        crash::point("hot_locked");
+        match self.inner.wallet.broadcast(&hex).await {
+            Ok(_) => {
+                crash::point("hot_broadcast");
+                self.finish_broadcast(batch, &txid, batch.fee_sat).await?;
+                crash::point("hot_recorded");
+                Ok(())
+            }
+            Err(e) => {
+                // Refused or unclear: the transaction may still be in the
+                // wallet or the mempool (an earlier attempt). Only the txid
+                // decides; the worker retries the same bytes.
+                if let Ok(Some(tx)) = self.inner.wallet.transaction(&txid).await
+                    && tx.in_mempool_or_chain
+                {
+                    self.finish_broadcast(batch, &txid, tx.fee_sat.map(i64::abs).or(batch.fee_sat))
+                        .await?;
+                    return Ok(());
+                }
+                tracing::warn!(batch = batch.id, txid, error = %e, "payout broadcast not accepted yet; the same transaction will be sent again");
+                self.note_batch(
+                    batch,
+                    &format!("broadcast of {txid} not accepted yet ({e}); the same transaction is sent again"),
+                )
+                .await?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn load_batch(&self, batch_id: i64) -> Result<Batch, PayoutError> {
+        self.inner
+            .store
+            .read(move |conn| db::get_batch(conn, batch_id))
+            .await?
+            .ok_or(PayoutError::NotFound("batch"))
     }
 
     /// Records a broadcast: withdrawals paid (held → sent), batch state and
@@ -537,6 +691,22 @@ impl Payouts {
         }
     }
 
+    /// A txid-first batch still `sending` when the worker looks: its
+    /// transaction was never committed, and nothing is broadcast before
+    /// that commit (funding locks nothing), so it provably paid nothing.
+    /// Only the batch lock's holder builds, so this is a crash's leftover.
+    async fn reconcile_unbuilt(&self, batch: &Batch) {
+        let result = self
+            .fail_batch(
+                batch,
+                "interrupted before its transaction was committed; nothing was broadcast",
+            )
+            .await;
+        if let Err(e) = result {
+            tracing::error!(batch = batch.id, error = %e, "could not record reconciliation");
+        }
+    }
+
     /// Every in-flight batch: `sending` (hot), `psbt_pending` and
     /// `broadcasting` (cold), then confirmations of broadcast ones.
     pub async fn reconcile_all(&self) {
@@ -550,6 +720,8 @@ impl Payouts {
                     &[
                         "sending",
                         "psbt_pending",
+                        "psbt_created",
+                        "signed",
                         "broadcasting",
                         "broadcast",
                         "needs_attention",
@@ -566,9 +738,16 @@ impl Payouts {
         };
         for batch in batches {
             match batch.state.as_str() {
+                "sending" if batch.prebuilt => self.reconcile_unbuilt(&batch).await,
                 "sending" => self.reconcile_sending(&batch).await,
                 "psbt_pending" => self.reconcile_psbt_pending(&batch).await,
+                "broadcasting" if batch.prebuilt => {
+                    if let Err(e) = self.send_committed(&batch).await {
+                        tracing::warn!(batch = batch.id, error = %e, "could not rebroadcast a committed batch");
+                    }
+                }
                 "broadcasting" => self.reconcile_broadcasting(&batch).await,
+                "psbt_created" | "signed" => self.reconcile_unbroadcast(&batch).await,
                 "broadcast" => self.track_confirmations(&batch).await,
                 // A batch parked because its transaction could not be found:
                 // if the wallet shows it now, that is proof, and recording
@@ -613,7 +792,9 @@ impl Payouts {
                 && Self::pays_outputs(&new, &batch.outputs)
             {
                 let fee = new.fee_sat.map(i64::abs);
-                let result = self.record_replacement(batch, &replacement, fee).await;
+                let result = self
+                    .record_replacement(batch, &replacement, fee, new.hex.clone())
+                    .await;
                 if let Err(e) = result {
                     tracing::error!(batch = batch.id, error = %e, "could not record the replacement");
                 }
@@ -634,13 +815,48 @@ impl Payouts {
             {
                 let current = current.clone();
                 let _ = self
-                    .record_replacement(batch, &current.txid, current.fee_sat.map(i64::abs))
+                    .record_replacement(
+                        batch,
+                        &current.txid,
+                        current.fee_sat.map(i64::abs),
+                        current.hex.clone(),
+                    )
                     .await;
                 return;
             }
+            let conflicts = if tx.wallet_conflicts.is_empty() {
+                "a transaction the wallet does not name".to_string()
+            } else {
+                tx.wallet_conflicts.join(", ")
+            };
             let _ = self
-                .needs_attention(batch, &format!("transaction {txid} conflicts with a mined transaction: the payout did not happen"))
+                .needs_attention(
+                    batch,
+                    &format!(
+                        "transaction {txid} conflicts with mined transaction {conflicts} ({} confirmation(s)), which spent one of its inputs: this payout did not happen. Retry or Failed once the conflict has {} confirmation(s)",
+                        -tx.confirmations,
+                        self.depth()
+                    ),
+                )
                 .await;
+            return;
+        }
+        if tx.confirmations == 0 && !tx.in_mempool_or_chain && batch.tx_hex.is_some() {
+            // Dropped from the mempool (evicted, expired, a node restart
+            // without its mempool) but still in the wallet: the same bytes go
+            // out again. Never a new transaction while this one can confirm.
+            let hex = batch.tx_hex.clone().unwrap_or_default();
+            if let Err(e) = self.inner.wallet.broadcast(&hex).await {
+                tracing::warn!(batch = batch.id, txid, error = %e, "rebroadcast of a dropped payout not accepted");
+                let _ = self
+                    .note_batch(
+                        batch,
+                        &format!("{txid} is not in the mempool; rebroadcast not accepted: {e}"),
+                    )
+                    .await;
+            } else {
+                tracing::info!(batch = batch.id, txid, "dropped payout rebroadcast");
+            }
             return;
         }
         if tx.confirmations == 0 && !tx.in_mempool_or_chain {
@@ -652,14 +868,42 @@ impl Payouts {
                 .await;
             return;
         }
-        let required = i64::from(self.inner.config.confirmations.max(1));
+        let required = self.depth();
         let batch_id = batch.id;
         let confirmations = tx.confirmations;
+        // Fewer confirmations than last seen: a reorg took the confirming
+        // block away. The batch stays broadcast (the same transaction
+        // confirms again, or is followed as conflicted or dropped); shown.
+        let before = batch.confirmations.unwrap_or(0);
+        let reorg = (confirmations < before).then(|| {
+            format!("reorg: {txid} had {before} confirmation(s), now {confirmations}; followed until {required}")
+        });
+        // A fee the wallet did not tell at broadcast is back-filled.
+        let backfill = batch
+            .fee_sat
+            .is_none()
+            .then(|| tx.fee_sat.map(i64::abs))
+            .flatten();
+        let txid_fee = txid.clone();
         let result = self
             .inner
             .store
             .write(move |ctx| {
                 db::set_confirmations(ctx, batch_id, confirmations)?;
+                if let Some(fee) = backfill {
+                    db::record_fee(ctx, batch_id, &txid_fee, fee)?;
+                }
+                if let Some(note) = &reorg {
+                    db::set_batch(ctx, batch_id, "broadcast", None, None, Some(note))?;
+                    let entry = audit::record(
+                        ctx,
+                        &Actor::System,
+                        "reorg",
+                        &format!("batch:{batch_id}"),
+                        note,
+                    )?;
+                    return Ok::<_, PayoutError>(Some(batch_change(ctx, batch_id, Some(entry))?));
+                }
                 if confirmations >= required {
                     db::set_batch(ctx, batch_id, "confirmed", None, None, Some(&format!("{confirmations} confirmations")))?;
                     ctx.conn.execute(
@@ -672,15 +916,35 @@ impl Payouts {
             })
             .await;
         match result {
+            Ok(Some(change)) if change.batch.state != "confirmed" => {
+                tracing::warn!(
+                    batch = batch.id,
+                    confirmations,
+                    before,
+                    "payout batch lost confirmations in a reorg"
+                );
+                self.publish_change(change);
+            }
             Ok(Some(change)) => {
                 tracing::info!(batch = batch.id, confirmations, "payout batch confirmed");
                 self.publish_change(change);
+                // Final: the inputs are spent; their persistent locks go.
+                if let Err(e) = self.inner.wallet.unlock(&batch.inputs).await {
+                    tracing::warn!(batch = batch.id, error = %e, "could not unlock a confirmed batch's inputs");
+                }
             }
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(batch = batch.id, error = %e, "could not record confirmations")
             }
         }
+    }
+
+    /// Confirmations after which a payout is final (`payouts.confirmations`,
+    /// else the network's default), and the depth a conflicting spend needs
+    /// before a batch may be paid again.
+    pub(super) fn depth(&self) -> i64 {
+        i64::from(self.inner.config.depth(self.inner.network))
     }
 
     /// Whether a wallet transaction pays at least every output of a batch.
@@ -697,6 +961,7 @@ impl Payouts {
         batch: &Batch,
         txid: &str,
         fee_sat: Option<i64>,
+        hex: Option<String>,
     ) -> Result<(), PayoutError> {
         let (batch_id, old, new) = (
             batch.id,
@@ -712,9 +977,11 @@ impl Payouts {
                 }
                 let note = format!("replaced: {old} → {new} (fee bump)");
                 db::set_batch(ctx, batch_id, "broadcast", Some(&new), None, Some(&note))?;
+                // The replacement's bytes, if the wallet gave them, are what
+                // a rebroadcast sends from now on (never the replaced ones).
                 ctx.conn.execute(
-                    "UPDATE payout_batches SET txid = ?2 WHERE id = ?1",
-                    rusqlite::params![batch_id, new],
+                    "UPDATE payout_batches SET txid = ?2, tx_hex = ?3 WHERE id = ?1",
+                    rusqlite::params![batch_id, new, hex],
                 )?;
                 if let Some(fee) = fee_sat {
                     db::record_fee(ctx, batch_id, &new, fee)?;
@@ -772,6 +1039,12 @@ impl Payouts {
                 self.settle_found(&batch, &tx).await?;
             }
             BatchResolution::Retry | BatchResolution::Failed => {
+                // A batch whose transaction is known may be paid again (or
+                // given up) only once that transaction provably cannot
+                // confirm: a conflicting spend buried deep enough.
+                if let Some(txid) = batch.txid.as_deref() {
+                    self.provably_dead(txid).await?;
+                }
                 // Refuse if the wallet now shows the batch as sent after all.
                 if let Ok(found) = self.inner.wallet.find_by_tag(&batch.tag).await
                     && let Some(tx) = Self::current_tx(&found).filter(|t| t.in_mempool_or_chain)
@@ -801,6 +1074,8 @@ impl Payouts {
                                 .ok_or(PayoutError::NotFound("withdrawal"))?;
                             db::unmark_paid(ctx, &w)?;
                         }
+                        // The dead transaction paid no fee either.
+                        db::reverse_fee(ctx, batch_id)?;
                         db::set_batch(ctx, batch_id, "failed", None, None, Some(decision))?;
                         if give_up {
                             for id in &ids {
@@ -831,6 +1106,10 @@ impl Payouts {
                     self.inner.bus.publish(BusEvent::Withdrawal(row));
                 }
                 self.inner.bus.publish(BusEvent::Audit(entry));
+                // The dead transaction's unspent inputs are free again.
+                if let Err(e) = self.inner.wallet.unlock(&batch.inputs).await {
+                    tracing::warn!(batch = batch_id, error = %e, "could not unlock the batch's inputs");
+                }
             }
         }
         let batch = self
@@ -844,6 +1123,39 @@ impl Payouts {
             .await?;
         self.inner.bus.publish(BusEvent::Batch(batch.clone()));
         Ok(batch)
+    }
+
+    /// `Ok` only when `txid` can never confirm: the wallet sees a
+    /// conflicting transaction with at least `payouts.confirmations`
+    /// confirmations (Core's negative `confirmations`). Anything else — in
+    /// the mempool, dropped but still in the wallet (Core rebroadcasts it),
+    /// unknown to the wallet, node unreachable — is a refusal with its
+    /// reason: paying again then could pay twice.
+    async fn provably_dead(&self, txid: &str) -> Result<(), PayoutError> {
+        let depth = self.depth();
+        let refuse = |why: String| {
+            Err(PayoutError::Conflict(format!(
+                "transaction {txid} {why}; Retry/Failed need a conflicting spend of its inputs with {depth} confirmation(s)"
+            )))
+        };
+        match self.inner.wallet.transaction(txid).await {
+            Ok(Some(tx)) if tx.confirmations <= -depth => Ok(()),
+            Ok(Some(tx)) if tx.confirmations < 0 => refuse(format!(
+                "conflicts with a transaction only {} deep (of {:?})",
+                -tx.confirmations, tx.wallet_conflicts
+            )),
+            Ok(Some(tx)) if tx.confirmations > 0 => {
+                refuse(format!("is confirmed ({} confirmations)", tx.confirmations))
+            }
+            Ok(Some(tx)) if tx.in_mempool_or_chain => refuse("is in the mempool".into()),
+            Ok(Some(_)) => refuse(
+                "is not in the mempool but the wallet still holds it and can rebroadcast it (the daemon does)".into(),
+            ),
+            Ok(None) => refuse(
+                "is unknown to the wallet, so nothing proves it cannot still be broadcast".into(),
+            ),
+            Err(e) => refuse(format!("cannot be checked now ({e})")),
+        }
     }
 
     async fn audit_decision(
@@ -981,6 +1293,10 @@ impl Payouts {
             self.set_waiting(Vec::new());
             return;
         }
+        if let Some(warning) = self.backoff_warning() {
+            self.set_waiting(vec![warning]);
+            return;
+        }
         let result = match self.inner.config.mode {
             PayoutMode::Hot => self.send_hot(Actor::System, Vec::new()).await.map(|_| ()),
             PayoutMode::Cold if open_cold == 0 => self
@@ -1004,8 +1320,28 @@ impl Payouts {
                     message: why,
                 }]);
             }
-            Err(e) => tracing::warn!(error = %e, "automatic payout batch failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "automatic payout batch failed");
+                if let Some(warning) = self.backoff_warning() {
+                    self.set_waiting(vec![warning]);
+                }
+            }
         }
+    }
+
+    /// While automatic batches back off: the warning, with Core's message.
+    fn backoff_warning(&self) -> Option<Warning> {
+        let backoff = self.inner.backoff.lock().expect("backoff lock").clone();
+        let now = crate::clock::now_s();
+        (backoff.until_s > now).then(|| Warning {
+            code: "payouts_backoff".into(),
+            message: format!(
+                "the wallet could not build the last batch ({} time(s) in a row): {}; next automatic try in {} s",
+                backoff.failures,
+                backoff.message,
+                backoff.until_s - now
+            ),
+        })
     }
 
     fn set_waiting(&self, warnings: Vec<Warning>) {
@@ -1015,7 +1351,29 @@ impl Payouts {
 
 #[cfg(test)]
 mod tests {
-    use super::confirmed_cover;
+    use super::{BACKOFF_CAP_S, Backoff, confirmed_cover};
+
+    #[test]
+    fn definite_build_failures_back_off_exponentially_up_to_the_cap() {
+        let mut backoff = Backoff::default();
+        let delays: Vec<i64> = (0..10)
+            .map(|_| {
+                backoff.fail(1_000, "Insufficient funds (code -6)".into());
+                backoff.until_s - 1_000
+            })
+            .collect();
+        assert_eq!(
+            delays,
+            [30, 60, 120, 240, 480, 960, 1_920, 3_600, 3_600, 3_600]
+        );
+        assert_eq!(backoff.failures, 10);
+        assert!(backoff.message.contains("code -6"));
+        // No overflow however long it fails.
+        for _ in 0..100 {
+            backoff.fail(1_000, String::new());
+        }
+        assert_eq!(backoff.until_s - 1_000, BACKOFF_CAP_S);
+    }
 
     #[test]
     fn confirmed_coins_must_pay_the_batch_and_its_fee() {

@@ -5,9 +5,9 @@
 
 use pooldesk_proto::model::{PsbtInput, PsbtOutput, PsbtReview, SignatureStatus};
 
-use super::batch::BatchOutcome;
+use super::batch::{BatchOutcome, change_row};
 use super::db::{self, Batch, PsbtRecord};
-use super::{PayoutError, Payouts};
+use super::{PayoutError, Payouts, crash};
 use crate::audit::{self, Actor};
 use crate::events::BusEvent;
 use crate::wallet::psbt;
@@ -24,8 +24,9 @@ impl Payouts {
         let _guard = self.inner.lock.lock().await;
         let (plan, fee_rate) = self.plan(&ids).await?;
         let batch = self
-            .commit_intent(&actor, "cold", "psbt_pending", &plan, fee_rate)
+            .commit_intent(&actor, "cold", "psbt_pending", &plan, fee_rate, false)
             .await?;
+        crash::point("cold_intent");
         let funded = match self
             .inner
             .wallet
@@ -47,7 +48,12 @@ impl Payouts {
                 return Err(PayoutError::Node(note));
             }
         };
+        crash::point("cold_funded");
         let decoded = psbt::decode(&funded.psbt_base64).map_err(PayoutError::Invalid)?;
+        // All inputs are segwit (the wallet's own descriptors), so the
+        // unsigned transaction's txid is the final one: recorded now, the
+        // batch is found by it whoever signs and broadcasts it.
+        let txid = decoded.unsigned_tx.compute_txid().to_string();
         let locked: Vec<String> = decoded
             .unsigned_tx
             .input
@@ -70,6 +76,7 @@ impl Payouts {
             None => false,
         };
         let (batch_id, base64) = (batch.id, funded.psbt_base64.clone());
+        let locked_after = locked.clone();
         let actor_entry = actor.clone();
         let (psbt_id, entry) = self
             .inner
@@ -84,11 +91,12 @@ impl Payouts {
                     change_is_ours,
                     &locked,
                 )?;
+                db::set_batch_inputs(ctx, batch_id, &locked)?;
                 db::set_batch(
                     ctx,
                     batch_id,
                     "psbt_created",
-                    None,
+                    Some(&txid),
                     Some(funded.fee_sat),
                     Some("PSBT ready for review and offline signing"),
                 )?;
@@ -103,6 +111,12 @@ impl Payouts {
             })
             .await?;
         self.inner.bus.publish(BusEvent::Audit(entry));
+        crash::point("cold_created");
+        // Persistent locks: the inputs stay reserved across node restarts
+        // until the batch is broadcast, cancelled or failed.
+        if let Err(e) = self.inner.wallet.lock(&locked_after).await {
+            tracing::warn!(batch = batch_id, error = %e, "could not lock the PSBT's inputs persistently");
+        }
         let review = self.psbt_review(psbt_id).await?;
         let outcome = self
             .batch_outcome(batch.id, Some(funded.psbt_base64))
@@ -456,10 +470,11 @@ impl Payouts {
         }
         let txid = tx.compute_txid().to_string();
         let accept = self.inner.wallet.test_mempool_accept(&hex).await?;
-        let already = accept
-            .reject_reason
-            .as_deref()
-            .is_some_and(|r| r.contains("already") || r.contains("known"));
+        let already = accept.reject_reason.as_deref().is_some_and(|r| {
+            // The same transaction with another witness (the signer's own
+            // tool broadcast it) is `txn-same-nonwitness-data-in-mempool`.
+            r.contains("already") || r.contains("known") || r.contains("same-nonwitness")
+        });
         if !accept.allowed && !already {
             return Err(PayoutError::Node(format!(
                 "testmempoolaccept refused the transaction: {}",
@@ -493,6 +508,7 @@ impl Payouts {
             })
             .await?;
         self.inner.bus.publish(BusEvent::Audit(entry));
+        crash::point("cold_final");
         let batch = Batch {
             state: "broadcasting".into(),
             txid: Some(txid.clone()),
@@ -516,6 +532,7 @@ impl Payouts {
         let fee = psbt::facts(reviewed, network).fee_sat;
         match self.inner.wallet.broadcast(hex).await {
             Ok(txid) => {
+                crash::point("cold_broadcast");
                 self.finish_broadcast(batch, &txid, fee).await?;
                 let id = batch.id;
                 self.inner
@@ -613,5 +630,114 @@ impl Payouts {
                     .await;
             }
         }
+    }
+
+    /// A cold batch waiting for its signature: the signer may have
+    /// broadcast the transaction with its own tool. Its txid was recorded
+    /// at PSBT creation, so the wallet's view of that txid decides.
+    pub(super) async fn reconcile_unbroadcast(&self, batch: &Batch) {
+        let Some(txid) = batch.txid.clone() else {
+            return;
+        };
+        match self.inner.wallet.transaction(&txid).await {
+            Ok(Some(tx)) if tx.in_mempool_or_chain => {}
+            Ok(_) => {
+                // Not broadcast: keep its inputs reserved (again, if a crash
+                // came between the PSBT's record and its lock).
+                if let Err(e) = self.inner.wallet.lock(&batch.inputs).await {
+                    tracing::warn!(batch = batch.id, error = %e, "could not lock the PSBT's inputs");
+                }
+                return;
+            }
+            Err(_) => return,
+        }
+        tracing::warn!(
+            batch = batch.id,
+            txid,
+            "cold batch broadcast by the signer: recording it"
+        );
+        let fee = batch.fee_sat;
+        let id = batch.id;
+        let result = async {
+            self.finish_broadcast(batch, &txid, fee).await?;
+            self.inner
+                .store
+                .write(move |ctx| {
+                    if let Some(p) = db::psbt_of_batch(ctx.conn, id)? {
+                        db::set_psbt(ctx, p.id, "broadcast", None, None)?;
+                    }
+                    Ok::<_, PayoutError>(())
+                })
+                .await?;
+            Ok::<_, PayoutError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(batch = batch.id, error = %e, "could not record the signer's broadcast");
+        }
+    }
+
+    /// Admin: cancels a cold batch that was not broadcast (`psbt_created`
+    /// or `signed`). Refused when the wallet knows its txid (in the
+    /// mempool, in a block, or held for rebroadcast): then it may pay.
+    /// Otherwise its withdrawals wait for the next batch and its inputs are
+    /// unlocked. The signed PSBT may still exist outside; if it is ever
+    /// broadcast, its inputs are spent again by the next batch first or it
+    /// conflicts — it can never be paid twice from the same coins, which
+    /// is why the inputs are released only here, after the check.
+    pub async fn cancel_cold(
+        &self,
+        actor: Actor,
+        batch_id: i64,
+    ) -> Result<pooldesk_proto::model::BatchRow, PayoutError> {
+        let _guard = self.inner.lock.lock().await;
+        let batch = self
+            .inner
+            .store
+            .read(move |conn| db::get_batch(conn, batch_id))
+            .await?
+            .ok_or(PayoutError::NotFound("batch"))?;
+        if batch.mode != "cold" || !matches!(batch.state.as_str(), "psbt_created" | "signed") {
+            return Err(PayoutError::WrongState {
+                what: format!(
+                    "batch {batch_id} (only a cold batch not broadcast can be cancelled)"
+                ),
+                state: batch.state,
+            });
+        }
+        if let Some(txid) = batch.txid.as_deref()
+            && let Some(tx) = self.inner.wallet.transaction(txid).await?
+        {
+            return Err(PayoutError::Conflict(format!(
+                "the wallet knows transaction {} of batch {batch_id} ({} confirmations): it may pay, so it cannot be cancelled",
+                tx.txid, tx.confirmations
+            )));
+        }
+        let note = "cancelled by an admin before broadcast; inputs unlocked";
+        let change = self
+            .inner
+            .store
+            .write(move |ctx| {
+                db::set_batch(ctx, batch_id, "failed", None, None, Some(note))?;
+                db::unbatch(ctx, batch_id, note)?;
+                if let Some(p) = db::psbt_of_batch(ctx.conn, batch_id)? {
+                    db::set_psbt(ctx, p.id, "abandoned", None, None)?;
+                }
+                let entry = audit::record(
+                    ctx,
+                    &actor,
+                    "cancel_batch",
+                    &format!("batch:{batch_id}"),
+                    note,
+                )?;
+                super::batch::batch_change(ctx, batch_id, Some(entry))
+            })
+            .await?;
+        let row = change_row(&change);
+        self.publish_change(change);
+        if let Err(e) = self.inner.wallet.unlock(&batch.inputs).await {
+            tracing::warn!(batch = batch_id, error = %e, "could not unlock a cancelled batch's inputs");
+        }
+        Ok(row)
     }
 }

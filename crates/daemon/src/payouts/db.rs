@@ -89,9 +89,16 @@ pub struct Batch {
     pub note: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The signed transaction, committed before it is broadcast (hot
+    /// batches built txid-first).
+    pub tx_hex: Option<String>,
+    /// Outpoints (`txid:vout`) the transaction spends, locked in the wallet.
+    pub inputs: Vec<String>,
+    /// Built by the txid-first flow: without a txid, nothing was broadcast.
+    pub prebuilt: bool,
 }
 
-const B_COLUMNS: &str = "id, mode, state, tag, outputs_json, total_sat, fee_rate_sat_vb, fee_sat, txid, confirmations, note, created_at, updated_at";
+const B_COLUMNS: &str = "id, mode, state, tag, outputs_json, total_sat, fee_rate_sat_vb, fee_sat, txid, confirmations, note, created_at, updated_at, tx_hex, inputs_json, prebuilt";
 
 fn b_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Batch> {
     let outputs_json: String = r.get(4)?;
@@ -111,6 +118,12 @@ fn b_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Batch> {
         note: r.get(10)?,
         created_at: r.get(11)?,
         updated_at: r.get(12)?,
+        tx_hex: r.get(13)?,
+        inputs: r
+            .get::<_, Option<String>>(14)?
+            .map(|json| serde_json::from_str(&json).unwrap_or_default())
+            .unwrap_or_default(),
+        prebuilt: r.get(15)?,
     })
 }
 
@@ -475,6 +488,7 @@ pub fn insert_batch(
     state: &str,
     outputs: &[Output],
     fee_rate_sat_vb: u64,
+    prebuilt: bool,
 ) -> Result<Batch, PayoutError> {
     let total: i64 = outputs.iter().map(|o| o.amount_sat).sum();
     let outputs_json =
@@ -488,15 +502,68 @@ pub fn insert_batch(
         )?
         .execute(params![mode, state, outputs_json, total, ctx.now_s, fee_rate_sat_vb as i64])?;
     let id = ctx.conn.last_insert_rowid();
+    let install = install_id(ctx.conn)?;
     ctx.conn
-        .prepare_cached("UPDATE payout_batches SET tag = ?2 WHERE id = ?1")?
-        .execute(params![id, batch_tag(id)])?;
+        .prepare_cached("UPDATE payout_batches SET tag = ?2, prebuilt = ?3 WHERE id = ?1")?
+        .execute(params![id, batch_tag(&install, id), prebuilt])?;
     Ok(get_batch(ctx.conn, id)?.expect("just inserted"))
 }
 
-/// The wallet comment of a batch: how its transaction is found again.
-pub fn batch_tag(id: i64) -> String {
-    format!("pooldesk batch {id}")
+/// This install's random id (migration 0008 generates it once).
+pub fn install_id(conn: &Connection) -> rusqlite::Result<String> {
+    Ok(setting(conn, INSTALL_ID_KEY)?.unwrap_or_default())
+}
+
+pub const INSTALL_ID_KEY: &str = "install_id";
+
+/// The wallet comment of a batch: how its transaction is found again. The
+/// install id keeps batch numbers of another install (or of a restored
+/// ledger) on the same wallet from matching.
+pub fn batch_tag(install_id: &str, id: i64) -> String {
+    if install_id.is_empty() {
+        format!("pooldesk batch {id}")
+    } else {
+        format!("pooldesk {install_id} batch {id}")
+    }
+}
+
+/// Records the outpoints a batch's transaction spends (locked in the wallet
+/// until its outcome is final).
+pub fn set_batch_inputs(ctx: &WriteCtx<'_>, id: i64, inputs: &[String]) -> Result<(), PayoutError> {
+    let inputs_json =
+        serde_json::to_string(inputs).map_err(|e| PayoutError::Invalid(e.to_string()))?;
+    ctx.conn
+        .prepare_cached("UPDATE payout_batches SET inputs_json = ?2 WHERE id = ?1")?
+        .execute(params![id, inputs_json])?;
+    Ok(())
+}
+
+/// Commits a hot batch's signed transaction before it is broadcast:
+/// `sending` → `broadcasting` with txid, bytes, inputs and fee.
+pub fn set_batch_tx(
+    ctx: &WriteCtx<'_>,
+    id: i64,
+    txid: &str,
+    tx_hex: &str,
+    inputs: &[String],
+    fee_sat: i64,
+) -> Result<(), PayoutError> {
+    let inputs_json =
+        serde_json::to_string(inputs).map_err(|e| PayoutError::Invalid(e.to_string()))?;
+    let changed = ctx
+        .conn
+        .prepare_cached(
+            "UPDATE payout_batches SET state = 'broadcasting', txid = ?2, tx_hex = ?3, inputs_json = ?4,
+                 fee_sat = ?5, note = 'signed; broadcasting', updated_at = ?6
+             WHERE id = ?1 AND state = 'sending' AND txid IS NULL",
+        )?
+        .execute(params![id, txid, tx_hex, inputs_json, fee_sat, ctx.now_s])?;
+    if changed != 1 {
+        return Err(PayoutError::Conflict(format!(
+            "batch {id} is no longer waiting for its transaction"
+        )));
+    }
+    Ok(())
 }
 
 pub fn get_batch(conn: &Connection, id: i64) -> rusqlite::Result<Option<Batch>> {
@@ -604,6 +671,36 @@ pub fn record_fee(
     ctx.conn
         .prepare_cached("UPDATE payout_batches SET fee_sat = ?2 WHERE id = ?1")?
         .execute(params![batch_id, fee_sat])?;
+    Ok(())
+}
+
+/// Reverses the fee recorded for a batch whose transaction provably never
+/// confirmed (fees:network → pool:fees), so the ledger's fees stay the
+/// wallet's; the batch shows no fee. Idempotent per batch.
+pub fn reverse_fee(ctx: &mut WriteCtx<'_>, batch_id: i64) -> Result<(), PayoutError> {
+    let recorded: i64 = ctx
+        .conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(amount_msat), 0) FROM transfers WHERE kind = 'payout_fee' AND reference = ?1",
+        )?
+        .query_row([format!("batch:{batch_id}")], |r| r.get(0))?;
+    if recorded > 0 {
+        ledger::post(
+            ctx,
+            &TransferRequest {
+                idempotency_key: format!("batch:{batch_id}:fee:reversed"),
+                debit: ledger::FEES_NETWORK.into(),
+                credit: ledger::POOL_FEES.into(),
+                amount_msat: recorded,
+                kind: TransferKind::Adjustment,
+                reference: Some(format!("batch:{batch_id} fee reversed")),
+            },
+        )
+        .map_err(PayoutError::from_ledger)?;
+    }
+    ctx.conn
+        .prepare_cached("UPDATE payout_batches SET fee_sat = NULL WHERE id = ?1")?
+        .execute([batch_id])?;
     Ok(())
 }
 

@@ -17,6 +17,7 @@
 mod batch;
 mod cold;
 pub mod control;
+pub mod crash;
 pub mod db;
 
 use std::sync::{Arc, RwLock};
@@ -126,6 +127,8 @@ struct Inner {
     /// Conditions that hold payouts back right now (fees, shortfall, …),
     /// refreshed by the worker; shown as warnings.
     waiting: RwLock<Vec<Warning>>,
+    /// Automatic batches back off after definite build failures.
+    backoff: std::sync::Mutex<batch::Backoff>,
     wake: Notify,
 }
 
@@ -152,6 +155,7 @@ impl Payouts {
                 network: config.network,
                 lock: Mutex::new(()),
                 waiting: RwLock::new(Vec::new()),
+                backoff: std::sync::Mutex::new(batch::Backoff::default()),
                 wake: Notify::new(),
             }),
         }

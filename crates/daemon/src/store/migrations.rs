@@ -37,6 +37,16 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "shares_v2",
         include_str!("../../migrations/0007_shares_v2.sql"),
     ),
+    (
+        8,
+        "payout_txid_first",
+        include_str!("../../migrations/0008_payout_txid_first.sql"),
+    ),
+    (
+        9,
+        "faucet_txid_first",
+        include_str!("../../migrations/0009_faucet_txid_first.sql"),
+    ),
 ];
 
 pub(crate) fn apply(conn: &Connection) -> anyhow::Result<()> {

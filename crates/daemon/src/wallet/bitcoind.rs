@@ -22,7 +22,9 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::{FundedPsbt, MempoolAccept, NodeStatus, Output, WalletBackend, WalletError, WalletTx};
+use super::{
+    FundedPsbt, MempoolAccept, NodeStatus, Output, SignedTx, WalletBackend, WalletError, WalletTx,
+};
 use crate::config::{BitcoindConfig, Network};
 
 #[derive(Debug, Clone)]
@@ -304,6 +306,57 @@ impl BitcoindWallet {
         RawValue::from_string(text).map_err(|e| WalletError::Protocol(e.to_string()))
     }
 
+    /// `walletcreatefundedpsbt` paying `outputs` in order, from confirmed
+    /// coins, at an explicit fee rate.
+    async fn fund_psbt(
+        &self,
+        outputs: &[Output],
+        fee_rate_sat_vb: u64,
+        lock_unspents: bool,
+    ) -> Result<Funded, WalletError> {
+        // Outputs as an array of one-key objects keeps their order.
+        let mut outs = String::from("[");
+        for (i, output) in outputs.iter().enumerate() {
+            if i > 0 {
+                outs.push(',');
+            }
+            outs.push_str(Self::amounts_object(std::slice::from_ref(output))?.get());
+        }
+        outs.push(']');
+        let outs = RawValue::from_string(outs).map_err(|e| WalletError::Protocol(e.to_string()))?;
+        // minconf 1: a batch never spends unconfirmed change
+        // (walletcreatefundedpsbt honours it; sendmany ignores its own).
+        let options = json!({
+            "fee_rate": fee_rate_sat_vb,
+            "lockUnspents": lock_unspents,
+            "replaceable": true,
+            "minconf": 1,
+            "include_unsafe": false,
+        });
+        self.call(
+            true,
+            "walletcreatefundedpsbt",
+            vec![p(&Vec::<Value>::new()), outs, p(&0), p(&options), p(&true)],
+        )
+        .await
+    }
+
+    /// A wallet call that changes nothing (the read-only list below), for
+    /// audits outside the payout state machine (`pooldeskd verify --wallet`).
+    /// Any other method is refused without being sent.
+    pub async fn read_only_call(
+        &self,
+        method: &str,
+        params: Vec<Box<RawValue>>,
+    ) -> Result<Box<RawValue>, WalletError> {
+        if !is_read_only(method) {
+            return Err(WalletError::Protocol(format!(
+                "{method} is not a read-only call"
+            )));
+        }
+        self.call_raw(true, method, params).await
+    }
+
     async fn in_mempool(&self, txid: &str) -> Result<bool, WalletError> {
         match self.call_raw(false, "getmempoolentry", vec![p(txid)]).await {
             Ok(_) => Ok(true),
@@ -451,6 +504,25 @@ struct Funded {
     #[serde(deserialize_with = "signed_sat")]
     fee: i64,
     changepos: i64,
+}
+
+#[derive(Deserialize)]
+struct Processed {
+    psbt: String,
+    complete: bool,
+    #[serde(default)]
+    hex: Option<String>,
+}
+
+/// `txid:vout` strings as `lockunspent`'s `[{txid, vout}]`.
+fn outpoint_list(outpoints: &[String]) -> Vec<Value> {
+    outpoints
+        .iter()
+        .filter_map(|o| {
+            let (txid, vout) = o.split_once(':')?;
+            Some(json!({"txid": txid, "vout": vout.parse::<u32>().ok()?}))
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -652,33 +724,10 @@ impl WalletBackend for BitcoindWallet {
         fee_rate_sat_vb: u64,
     ) -> BoxFuture<'a, Result<FundedPsbt, WalletError>> {
         Box::pin(async move {
-            // Outputs as an array of one-key objects keeps their order.
-            let mut outs = String::from("[");
-            for (i, output) in outputs.iter().enumerate() {
-                if i > 0 {
-                    outs.push(',');
-                }
-                outs.push_str(Self::amounts_object(std::slice::from_ref(output))?.get());
-            }
-            outs.push(']');
-            let outs =
-                RawValue::from_string(outs).map_err(|e| WalletError::Protocol(e.to_string()))?;
-            // minconf 1: a cold batch never spends unconfirmed change
-            // (walletcreatefundedpsbt honours it; sendmany ignores its own).
-            let options = json!({
-                "fee_rate": fee_rate_sat_vb,
-                "lockUnspents": true,
-                "replaceable": true,
-                "minconf": 1,
-                "include_unsafe": false,
-            });
-            let funded: Funded = self
-                .call(
-                    true,
-                    "walletcreatefundedpsbt",
-                    vec![p(&Vec::<Value>::new()), outs, p(&0), p(&options), p(&true)],
-                )
-                .await?;
+            // No lock here: the caller locks the inputs persistently once
+            // the PSBT is recorded (a lock taken now would outlive a crash
+            // before that record, with nothing naming it).
+            let funded = self.fund_psbt(outputs, fee_rate_sat_vb, false).await?;
             Ok(FundedPsbt {
                 psbt_base64: funded.psbt,
                 fee_sat: funded.fee,
@@ -689,20 +738,79 @@ impl WalletBackend for BitcoindWallet {
 
     fn unlock<'a>(&'a self, outpoints: &'a [String]) -> BoxFuture<'a, Result<(), WalletError>> {
         Box::pin(async move {
-            let list: Vec<Value> = outpoints
-                .iter()
-                .filter_map(|o| {
-                    let (txid, vout) = o.split_once(':')?;
-                    Some(json!({"txid": txid, "vout": vout.parse::<u32>().ok()?}))
-                })
-                .collect();
+            let list = outpoint_list(outpoints);
             if list.is_empty() {
                 return Ok(());
             }
+            // Unlocking clears persistent and in-memory locks alike; a coin
+            // already spent or unlocked is not an error worth stopping for.
+            match self
+                .call::<bool>(true, "lockunspent", vec![p(&true), p(&list)])
+                .await
+            {
+                Ok(_) | Err(WalletError::Rpc { code: -8, .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn lock<'a>(&'a self, outpoints: &'a [String]) -> BoxFuture<'a, Result<(), WalletError>> {
+        Box::pin(async move {
+            let list = outpoint_list(outpoints);
+            if list.is_empty() {
+                return Ok(());
+            }
+            // persistent: written to the wallet database, so the inputs stay
+            // reserved when the node restarts.
             let _: bool = self
-                .call(true, "lockunspent", vec![p(&true), p(&list)])
+                .call(true, "lockunspent", vec![p(&false), p(&list), p(&true)])
                 .await?;
             Ok(())
+        })
+    }
+
+    fn fund_and_sign<'a>(
+        &'a self,
+        outputs: &'a [Output],
+        fee_rate_sat_vb: u64,
+    ) -> BoxFuture<'a, Result<Option<SignedTx>, WalletError>> {
+        Box::pin(async move {
+            // lockUnspents false: a lock taken here would outlive a crash
+            // before the batch records its inputs, with nothing naming it.
+            // The inputs are locked (persistently) right after the commit.
+            let funded = self.fund_psbt(outputs, fee_rate_sat_vb, false).await?;
+            let processed: Processed = self
+                .call(
+                    true,
+                    "walletprocesspsbt",
+                    vec![p(&funded.psbt), p(&true), p("ALL"), p(&true), p(&true)],
+                )
+                .await?;
+            let hex = match (processed.complete, processed.hex) {
+                (true, Some(hex)) => hex,
+                (true, None) => self
+                    .finalize_psbt(&processed.psbt)
+                    .await?
+                    .ok_or_else(|| WalletError::Protocol("finalizepsbt: not complete".into()))?,
+                (false, _) => {
+                    return Err(WalletError::Rpc {
+                        code: -4,
+                        message: "the wallet could not sign every input (no private keys?)".into(),
+                    });
+                }
+            };
+            let tx: bitcoin::Transaction = bitcoin::consensus::encode::deserialize_hex(&hex)
+                .map_err(|e| WalletError::Protocol(format!("signed transaction: {e}")))?;
+            Ok(Some(SignedTx {
+                txid: tx.compute_txid().to_string(),
+                inputs: tx
+                    .input
+                    .iter()
+                    .map(|i| i.previous_output.to_string())
+                    .collect(),
+                hex,
+                fee_sat: funded.fee,
+            }))
         })
     }
 

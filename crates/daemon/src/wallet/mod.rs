@@ -160,6 +160,17 @@ pub struct FundedPsbt {
     pub change_index: Option<u32>,
 }
 
+/// A transaction funded and signed by the wallet but not broadcast: what a
+/// hot batch commits before anything leaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedTx {
+    pub txid: String,
+    pub hex: String,
+    pub fee_sat: i64,
+    /// The outpoints it spends, `txid:vout`.
+    pub inputs: Vec<String>,
+}
+
 /// The result of `testmempoolaccept` for one transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MempoolAccept {
@@ -202,6 +213,27 @@ pub trait WalletBackend: Send + Sync {
         fee_rate_sat_vb: u64,
     ) -> BoxFuture<'a, Result<String, WalletError>>;
 
+    /// Funds and signs a transaction paying `outputs` at an explicit fee
+    /// rate from confirmed coins, without broadcasting it
+    /// (`walletcreatefundedpsbt` → `walletprocesspsbt` → `finalizepsbt`).
+    /// Nothing leaves the node and no coin stays locked: the caller commits
+    /// the transaction, then locks its inputs ([`WalletBackend::lock`]) and
+    /// broadcasts. `Ok(None)` for a backend that cannot (the simulated
+    /// wallet pays with [`WalletBackend::send_many`]).
+    fn fund_and_sign<'a>(
+        &'a self,
+        _outputs: &'a [Output],
+        _fee_rate_sat_vb: u64,
+    ) -> BoxFuture<'a, Result<Option<SignedTx>, WalletError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Locks outpoints (`txid:vout`) in the wallet database, so they
+    /// stay reserved across node restarts (`lockunspent false … true`).
+    fn lock<'a>(&'a self, _outpoints: &'a [String]) -> BoxFuture<'a, Result<(), WalletError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Wallet transactions whose comment is exactly `tag`.
     fn find_by_tag<'a>(&'a self, tag: &'a str)
     -> BoxFuture<'a, Result<Vec<WalletTx>, WalletError>>;
@@ -212,8 +244,9 @@ pub trait WalletBackend: Send + Sync {
         txid: &'a str,
     ) -> BoxFuture<'a, Result<Option<WalletTx>, WalletError>>;
 
-    /// Builds an unsigned PSBT paying the outputs, funded by the wallet,
-    /// inputs locked (`walletcreatefundedpsbt`).
+    /// Builds an unsigned PSBT paying the outputs, funded by the wallet
+    /// (`walletcreatefundedpsbt`); the caller locks its inputs once the
+    /// PSBT is recorded ([`WalletBackend::lock`]).
     fn create_psbt<'a>(
         &'a self,
         outputs: &'a [Output],
