@@ -3,8 +3,8 @@
 //! (Debian's `chromium` + `chromium-driver`).
 //!
 //! Chromium is optional on a developer machine: [`Browser::start`] returns
-//! `None` and prints `SKIPPED: chromium not installed (run contrib/test.sh)`
-//! when either binary is missing, and the calling test passes.
+//! `None` when either binary is missing, after [`crate::skip::skip_or_fail`]
+//! says so on stderr (and, with `CI=true`, fails the test instead).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -176,11 +176,18 @@ impl Browser {
     /// Starts chromedriver and a fresh headless Chromium (new profile, no
     /// background networking: this machine has no network and Chromium
     /// would otherwise flood refused connections). `None` when Chromium is
-    /// not installed: the caller's test is skipped (and says so).
-    pub async fn start() -> Option<Browser> {
+    /// not installed: the caller's test (`suite`) is skipped and says so,
+    /// or fails under `CI=true`.
+    pub async fn start(suite: &str) -> Option<Browser> {
         if !std::path::Path::new(CHROMIUM).exists() || !std::path::Path::new(CHROMEDRIVER).exists()
         {
-            println!("SKIPPED: chromium not installed (run contrib/test.sh)");
+            crate::skip::skip_or_fail(
+                suite,
+                &format!(
+                    "{CHROMIUM} or {CHROMEDRIVER} is not installed \
+                     (apt-get install chromium chromium-driver; contrib/test.sh installs them)"
+                ),
+            );
             return None;
         }
         let port = crate::daemon::free_port();

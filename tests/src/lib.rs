@@ -4,4 +4,5 @@ pub mod browser;
 pub mod ckpool;
 pub mod daemon;
 pub mod payouts;
+pub mod skip;
 pub mod standin;

@@ -5,6 +5,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::time::Duration;
 
 use pooldesk_e2e::daemon::{ControlClient, Daemon, DaemonOptions};
+use pooldesk_e2e::skip::{root_or_skip, skip_or_fail, which};
 use pooldesk_proto::control::{
     MAX_FRAME_BYTES, Outcome, Request, Response, ServerFrame, decode_server_frame,
 };
@@ -185,11 +186,19 @@ async fn unknown_method_keeps_the_connection() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn uid_not_allowed_is_refused() {
-    // Only meaningful as root: run a client as `nobody` via setpriv/runuser.
-    // SAFETY: getuid cannot fail.
+    // Only meaningful as root: run a client as `nobody` via setpriv.
+    if !root_or_skip(
+        "control_socket uid_not_allowed",
+        "connecting as another uid",
+    ) {
+        return;
+    }
     let python = std::path::Path::new("/usr/bin/python3");
-    if unsafe { libc::getuid() } != 0 || which("setpriv").is_none() || !python.exists() {
-        println!("SKIPPED: needs root, setpriv and /usr/bin/python3 to connect as another uid");
+    if which("setpriv").is_none() || !python.exists() {
+        skip_or_fail(
+            "control_socket uid_not_allowed",
+            "needs setpriv (util-linux) and /usr/bin/python3 to connect as another uid",
+        );
         return;
     }
     let daemon = Daemon::start(DaemonOptions::default()).await;
@@ -226,12 +235,4 @@ async fn uid_not_allowed_is_refused() {
         answer.contains("forbidden") && answer.contains("65534"),
         "{answer}"
     );
-}
-
-fn which(name: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(name))
-            .find(|p| p.exists())
-    })
 }

@@ -3,6 +3,7 @@
 //! timestamp windows, the seed's own examples.
 
 use pooldesk_e2e::daemon::{Daemon, DaemonOptions, now_s};
+use pooldesk_e2e::skip::{skip_or_fail, which};
 use serde_json::{Value, json};
 
 /// Default rate: 0.00000001 BTC per difficulty-1 share = 1000 msat.
@@ -874,7 +875,10 @@ async fn seed_curl_example_runs_as_written() {
     })
     .await;
     if which("curl").is_none() || which("python3").is_none() {
-        println!("SKIPPED: curl or python3 not installed");
+        skip_or_fail(
+            "ingest_http seed_curl_example",
+            "curl or python3 is not installed (contrib/test.sh installs curl)",
+        );
         return;
     }
     let script = format!(
@@ -913,8 +917,9 @@ async fn seed_python_example_runs_as_written() {
         .map(|s| s.success())
         .unwrap_or(false);
     if !has_requests {
-        println!(
-            "SKIPPED: python3 with the requests module is not installed (contrib/test.sh installs it)"
+        skip_or_fail(
+            "ingest_http seed_python_examples",
+            "python3 with the requests module is not installed (contrib/test.sh installs it)",
         );
         return;
     }
@@ -955,8 +960,9 @@ async fn seed_coinjecture_python_flow_runs_as_written() {
         .map(|s| s.success())
         .unwrap_or(false);
     if !has_requests {
-        println!(
-            "SKIPPED: python3 with the requests module is not installed (contrib/test.sh installs it)"
+        skip_or_fail(
+            "ingest_http seed_python_examples",
+            "python3 with the requests module is not installed (contrib/test.sh installs it)",
         );
         return;
     }
@@ -1006,12 +1012,4 @@ print(response.status_code, response.json().get('user_id'), response.json().get(
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(d.balance_msat("your_miner_id").await, 100_000);
-}
-
-fn which(name: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(name))
-            .find(|p| p.exists())
-    })
 }

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pooldesk_e2e::daemon::{bin, free_port, now_s, workspace_root};
+use pooldesk_e2e::skip::skip_or_fail;
 use serde_json::json;
 
 fn unit_path() -> PathBuf {
@@ -51,7 +52,10 @@ fn unit_copy(dir: &Path) -> PathBuf {
 #[test]
 fn unit_file_passes_systemd_analyze_verify() {
     if !have("systemd-analyze") {
-        eprintln!("SKIPPED: systemd-analyze is not installed (apt-get install systemd)");
+        skip_or_fail(
+            "ops_systemd",
+            "systemd-analyze is not installed (apt-get install systemd; contrib/test.sh installs it)",
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -125,7 +129,10 @@ const MAX_EXPOSURE: f64 = 1.5;
 #[test]
 fn unit_security_exposure_is_low_and_accounted_for() {
     if !have("systemd-analyze") {
-        eprintln!("SKIPPED: systemd-analyze is not installed (apt-get install systemd)");
+        skip_or_fail(
+            "ops_systemd",
+            "systemd-analyze is not installed (apt-get install systemd; contrib/test.sh installs it)",
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -141,7 +148,10 @@ fn unit_security_exposure_is_low_and_accounted_for() {
         String::from_utf8_lossy(&output.stderr)
     );
     if text.contains("unrecognized option") || text.contains("Unknown option") {
-        eprintln!("SKIPPED: this systemd-analyze has no --offline (systemd < 250)");
+        skip_or_fail(
+            "ops_systemd",
+            "this systemd-analyze has no --offline (systemd < 250)",
+        );
         return;
     }
     let score_line = text
