@@ -71,7 +71,9 @@ impl EventStream {
             .map(str::to_string)
     }
 
-    /// The next event, or `None` when the stream ended or `timeout` passed.
+    /// The next event, or `None` when `timeout` passed. A stream that
+    /// ended or failed panics: it is not "no event" (use [`Self::ended`]
+    /// where the end is what a test waits for).
     pub async fn next(&mut self, timeout: Duration) -> Option<SseEvent> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -81,7 +83,26 @@ impl EventStream {
             let chunk = tokio::time::timeout_at(deadline, self.response.chunk()).await;
             match chunk {
                 Ok(Ok(Some(bytes))) => self.buf.extend_from_slice(&bytes),
-                _ => return None,
+                Ok(Ok(None)) => panic!("the event stream ended while waiting for an event"),
+                Ok(Err(e)) => panic!("the event stream failed while waiting for an event: {e}"),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next event, or `None` when the server ended the stream; a
+    /// timeout or a failed stream panics.
+    pub async fn next_or_end(&mut self, timeout: Duration) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(event) = self.parse_one() {
+                return Some(event);
+            }
+            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
+                Ok(Ok(Some(bytes))) => self.buf.extend_from_slice(&bytes),
+                Ok(Ok(None)) => return None,
+                Ok(Err(e)) => panic!("the event stream failed: {e}"),
+                Err(_) => panic!("no event and no end of the stream within {timeout:?}"),
             }
         }
     }

@@ -458,15 +458,27 @@ impl Daemon {
         response(self.http.get(format!("{}{path}", self.url)).send().await).await
     }
 
-    /// A miner's balance in msat (0 when unknown).
+    /// A miner's balance in msat; panics when the daemon does not know the
+    /// miner, so "equals 0" can never be a miner that is not there (use
+    /// [`Daemon::balance_msat_if_known`] to check for absence).
     pub async fn balance_msat(&self, miner: &str) -> i64 {
+        self.balance_msat_if_known(miner)
+            .await
+            .unwrap_or_else(|| panic!("miner {miner:?} is unknown to the daemon (404)"))
+    }
+
+    /// A miner's balance in msat, `None` when the daemon answers 404.
+    pub async fn balance_msat_if_known(&self, miner: &str) -> Option<i64> {
         let (status, body) = self.get(&format!("/api/miners/{miner}")).await;
         if status == 404 {
-            return 0;
+            return None;
         }
-        body["balance_msat"]
-            .as_i64()
-            .unwrap_or_else(|| panic!("no balance in {body}"))
+        assert_eq!(status, 200, "GET /api/miners/{miner}: {body}");
+        Some(
+            body["balance_msat"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("no balance in {body}")),
+        )
     }
 
     /// Issues (or rotates) a personal key for a miner, creating it.
