@@ -91,21 +91,31 @@ fn same_key_different_content_is_a_typed_conflict() {
     ];
     for (r, what) in cases {
         let outcome = post_blocking(&store, r);
-        let exact = match (what, &outcome) {
-            ("amount", Err(WriteError::Rejected(LedgerError::ExistsWithDifferentAmount))) => true,
+        let exact = matches!(
+            (what, &outcome),
             (
+                "amount",
+                Err(WriteError::Rejected(LedgerError::ExistsWithDifferentAmount))
+            ) | (
                 "credit",
-                Err(WriteError::Rejected(LedgerError::ExistsWithDifferentCreditAccount)),
-            ) => true,
-            ("debit", Err(WriteError::Rejected(LedgerError::ExistsWithDifferentDebitAccount))) => {
-                true
-            }
-            ("kind", Err(WriteError::Rejected(LedgerError::ExistsWithDifferentKind))) => true,
-            ("reference", Err(WriteError::Rejected(LedgerError::ExistsWithDifferentReference))) => {
-                true
-            }
-            _ => false,
-        };
+                Err(WriteError::Rejected(
+                    LedgerError::ExistsWithDifferentCreditAccount
+                ))
+            ) | (
+                "debit",
+                Err(WriteError::Rejected(
+                    LedgerError::ExistsWithDifferentDebitAccount
+                ))
+            ) | (
+                "kind",
+                Err(WriteError::Rejected(LedgerError::ExistsWithDifferentKind))
+            ) | (
+                "reference",
+                Err(WriteError::Rejected(
+                    LedgerError::ExistsWithDifferentReference
+                ))
+            )
+        );
         assert!(exact, "{what}: expected that conflict, got {outcome:?}");
         // The refusal changed nothing: no account, balance or transfer.
         assert_eq!(
