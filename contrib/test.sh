@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 
 install_test_dependencies() {
     local missing=()
-    for pair in chromium:chromium chromedriver:chromium-driver tmux:tmux systemd-analyze:systemd curl:curl nginx:nginx openssl:openssl strace:strace; do
+    for pair in chromium:chromium chromedriver:chromium-driver tmux:tmux systemd-analyze:systemd curl:curl nginx:nginx openssl:openssl strace:strace cc:gcc setpriv:util-linux; do
         command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
     done
     if [ ${#missing[@]} -gt 0 ]; then

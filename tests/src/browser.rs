@@ -3,8 +3,8 @@
 //! (Debian's `chromium` + `chromium-driver`).
 //!
 //! Chromium is optional on a developer machine: [`Browser::start`] returns
-//! `None` and prints `SKIPPED: chromium not installed (run contrib/test.sh)`
-//! when either binary is missing, and the calling test passes.
+//! `None` when either binary is missing, after [`crate::skip::skip_or_fail`]
+//! says so on stderr (and, with `CI=true`, fails the test instead).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -71,7 +71,9 @@ impl EventStream {
             .map(str::to_string)
     }
 
-    /// The next event, or `None` when the stream ended or `timeout` passed.
+    /// The next event, or `None` when `timeout` passed. A stream that
+    /// ended or failed panics: it is not "no event" (use [`Self::ended`]
+    /// where the end is what a test waits for).
     pub async fn next(&mut self, timeout: Duration) -> Option<SseEvent> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -81,7 +83,26 @@ impl EventStream {
             let chunk = tokio::time::timeout_at(deadline, self.response.chunk()).await;
             match chunk {
                 Ok(Ok(Some(bytes))) => self.buf.extend_from_slice(&bytes),
-                _ => return None,
+                Ok(Ok(None)) => panic!("the event stream ended while waiting for an event"),
+                Ok(Err(e)) => panic!("the event stream failed while waiting for an event: {e}"),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next event, or `None` when the server ended the stream; a
+    /// timeout or a failed stream panics.
+    pub async fn next_or_end(&mut self, timeout: Duration) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(event) = self.parse_one() {
+                return Some(event);
+            }
+            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
+                Ok(Ok(Some(bytes))) => self.buf.extend_from_slice(&bytes),
+                Ok(Ok(None)) => return None,
+                Ok(Err(e)) => panic!("the event stream failed: {e}"),
+                Err(_) => panic!("no event and no end of the stream within {timeout:?}"),
             }
         }
     }
@@ -176,11 +197,18 @@ impl Browser {
     /// Starts chromedriver and a fresh headless Chromium (new profile, no
     /// background networking: this machine has no network and Chromium
     /// would otherwise flood refused connections). `None` when Chromium is
-    /// not installed: the caller's test is skipped (and says so).
-    pub async fn start() -> Option<Browser> {
+    /// not installed: the caller's test (`suite`) is skipped and says so,
+    /// or fails under `CI=true`.
+    pub async fn start(suite: &str) -> Option<Browser> {
         if !std::path::Path::new(CHROMIUM).exists() || !std::path::Path::new(CHROMEDRIVER).exists()
         {
-            println!("SKIPPED: chromium not installed (run contrib/test.sh)");
+            crate::skip::skip_or_fail(
+                suite,
+                &format!(
+                    "{CHROMIUM} or {CHROMEDRIVER} is not installed \
+                     (apt-get install chromium chromium-driver; contrib/test.sh installs them)"
+                ),
+            );
             return None;
         }
         let port = crate::daemon::free_port();

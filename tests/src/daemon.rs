@@ -80,6 +80,8 @@ pub struct Daemon {
     pub master_key: String,
     pub http: reqwest::Client,
     child: Option<Child>,
+    /// A command the daemon runs under (`strace …`), empty for none.
+    wrapper: Vec<String>,
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -92,6 +94,13 @@ impl Daemon {
     /// Starts a daemon with the simulated wallet (unless the config names
     /// another backend) and waits until it serves HTTP and the socket.
     pub async fn start(opts: DaemonOptions) -> Daemon {
+        Daemon::start_wrapped(opts, Vec::new()).await
+    }
+
+    /// [`Daemon::start`] with the daemon run under `wrapper` (its program
+    /// and arguments, e.g. `strace -o FILE --`): `pid()` is then the
+    /// wrapper's, and [`Daemon::daemon_pid`] the daemon's.
+    pub async fn start_wrapped(opts: DaemonOptions, wrapper: Vec<String>) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");
         let config_path = dir.path().join("pooldesk.toml");
@@ -114,6 +123,7 @@ impl Daemon {
                 .build()
                 .expect("http client"),
             child: None,
+            wrapper,
         };
         daemon.spawn().await;
         daemon
@@ -166,7 +176,15 @@ impl Daemon {
             .append(true)
             .open(self.log_path())
             .expect("log file");
-        let child = Command::new(bin("pooldeskd"))
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(bin("pooldeskd"));
+                command
+            }
+            None => Command::new(bin("pooldeskd")),
+        };
+        let child = command
             .args(self.args())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -226,8 +244,45 @@ impl Daemon {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The daemon's own pid: the child's, or under a wrapper the wrapper's
+    /// only child.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        let pid = self.pid()?;
+        if self.wrapper.is_empty() {
+            return Some(pid);
+        }
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+        children.split_whitespace().next()?.parse().ok()
+    }
+
+    /// Waits (at most `timeout`) for the daemon to exit by itself; `None`
+    /// if it is still running then.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// `kill -9`: no shutdown path runs.
     pub fn kill9(&mut self) {
+        if !self.wrapper.is_empty()
+            && let Some(pid) = self.daemon_pid()
+        {
+            // The daemon first: a killed wrapper may leave it running.
+            // SAFETY: plain kill(2) on our wrapper's child.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -437,15 +492,27 @@ impl Daemon {
         response(self.http.get(format!("{}{path}", self.url)).send().await).await
     }
 
-    /// A miner's balance in msat (0 when unknown).
+    /// A miner's balance in msat; panics when the daemon does not know the
+    /// miner, so "equals 0" can never be a miner that is not there (use
+    /// [`Daemon::balance_msat_if_known`] to check for absence).
     pub async fn balance_msat(&self, miner: &str) -> i64 {
+        self.balance_msat_if_known(miner)
+            .await
+            .unwrap_or_else(|| panic!("miner {miner:?} is unknown to the daemon (404)"))
+    }
+
+    /// A miner's balance in msat, `None` when the daemon answers 404.
+    pub async fn balance_msat_if_known(&self, miner: &str) -> Option<i64> {
         let (status, body) = self.get(&format!("/api/miners/{miner}")).await;
         if status == 404 {
-            return 0;
+            return None;
         }
-        body["balance_msat"]
-            .as_i64()
-            .unwrap_or_else(|| panic!("no balance in {body}"))
+        assert_eq!(status, 200, "GET /api/miners/{miner}: {body}");
+        Some(
+            body["balance_msat"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("no balance in {body}")),
+        )
     }
 
     /// Issues (or rotates) a personal key for a miner, creating it.

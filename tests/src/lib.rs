@@ -5,4 +5,5 @@ pub mod ckpool;
 pub mod daemon;
 pub mod faultproxy;
 pub mod payouts;
+pub mod skip;
 pub mod standin;

@@ -179,8 +179,36 @@ async fn every_share_credited_once_across_kill_9_of_bridge_and_daemon() {
         &[],
     );
     wait_rows(&daemon, 500, &mut bridge, Duration::from_secs(60)).await;
-    // Let the bridge move its cursor past them (after the daemon's answer).
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Wait until the bridge's durable cursor is past both files (it moves
+    // after the daemon's answer): the event, not a guessed second.
+    let cursor_path = dir.path().join("state/cursor.json");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let cursor: Option<serde_json::Value> = std::fs::read(&cursor_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let past = |path: &std::path::Path, c: &serde_json::Value| {
+            let rel = path
+                .strip_prefix(&logdir)
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
+            c["files"][&rel]["offset"].as_u64() == Some(std::fs::metadata(path).unwrap().len())
+        };
+        if let Some(c) = &cursor
+            && c["pending"].is_null()
+            && past(&truncated, c)
+            && past(&removed, c)
+        {
+            break;
+        }
+        bridge.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "the bridge's cursor never passed both files: {cursor:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let len = std::fs::metadata(&truncated).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)

@@ -150,13 +150,13 @@ async fn trickle_until_answered(
     }
 }
 
-/// One sample of `/metrics` (0 when absent).
+/// One sample of `/metrics` (panics when the series is absent, so 0 is a real 0).
 async fn metric(d: &Daemon, sample: &str) -> f64 {
     d.metrics_text()
         .await
         .lines()
         .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
-        .unwrap_or(0.0)
+        .unwrap_or_else(|| panic!("no sample {sample} in /metrics"))
 }
 
 /// Sum of every miner balance, straight from the ledger.
@@ -390,7 +390,7 @@ async fn a_stream_ends_at_its_lifetime_and_resumes_without_loss() {
         let (status, body) = d.post_report("life-1", "rig", shares).await;
         assert_eq!(status, 200, "{body}");
         posted.insert(shares * 1000);
-        match first.next(Duration::from_secs(30)).await {
+        match first.next_or_end(Duration::from_secs(60)).await {
             None => break,
             Some(event) => {
                 if event.id.is_some() {

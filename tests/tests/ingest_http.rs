@@ -3,6 +3,7 @@
 //! timestamp windows, the seed's own examples.
 
 use pooldesk_e2e::daemon::{Daemon, DaemonOptions, now_s};
+use pooldesk_e2e::skip::{skip_or_fail, which};
 use serde_json::{Value, json};
 
 /// Default rate: 0.00000001 BTC per difficulty-1 share = 1000 msat.
@@ -86,6 +87,8 @@ async fn every_refusal_has_its_code_and_changes_nothing() {
     let d = daemon("").await;
     assert_eq!(d.post_report("m", "w", 3).await.0, 200);
     let before = d.balance_msat("m").await;
+    // Every (body, answer) refused below, for the leak check at the end.
+    let mut refused: Vec<(Vec<u8>, Value)> = Vec::new();
     let fresh = |extra: Value| {
         let mut v = json!({"miner_id": "m", "worker_name": "w", "shares": 1, "event_id": format!("r-{}", rand_id()), "ts": now_s()});
         for (k, val) in extra.as_object().unwrap() {
@@ -98,33 +101,37 @@ async fn every_refusal_has_its_code_and_changes_nothing() {
         body(&v)
     };
     // Missing and wrong signatures.
-    let (status, answer) = d.post_report_raw(&fresh(json!({})), None).await;
+    let sent = fresh(json!({}));
+    let (status, answer) = d.post_report_raw(&sent, None).await;
+    refused.push((sent, answer.clone()));
     assert_eq!(
         (status, answer["error"].as_str()),
         (401, Some("missing_signature"))
     );
-    let (status, answer) = d
-        .post_report_raw(&fresh(json!({})), Some(&"0".repeat(64)))
-        .await;
+    let sent = fresh(json!({}));
+    let (status, answer) = d.post_report_raw(&sent, Some(&"0".repeat(64))).await;
+    refused.push((sent, answer.clone()));
     assert_eq!(
         (status, answer["error"].as_str()),
         (401, Some("bad_signature"))
     );
     let signed_other_body = pooldesk_proto::sig::hmac_sha256_hex(d.report_secret.as_bytes(), b"{}");
-    let (status, _) = d
-        .post_report_raw(&fresh(json!({})), Some(&signed_other_body))
-        .await;
+    let sent = fresh(json!({}));
+    let (status, answer) = d.post_report_raw(&sent, Some(&signed_other_body)).await;
+    refused.push((sent, answer));
     assert_eq!(status, 401);
     // No replay protection.
-    let (status, answer) = d
-        .post_signed_report(&fresh(json!({"event_id": null, "ts": null})))
-        .await;
+    let sent = fresh(json!({"event_id": null, "ts": null}));
+    let (status, answer) = d.post_signed_report(&sent).await;
+    refused.push((sent, answer.clone()));
     assert_eq!(
         (status, answer["error"].as_str()),
         (401, Some("unprotected_report"))
     );
     assert!(answer["message"].as_str().unwrap().contains("event_id"));
-    let (status, _) = d.post_signed_report(&fresh(json!({"ts": null}))).await;
+    let sent = fresh(json!({"ts": null}));
+    let (status, answer) = d.post_signed_report(&sent).await;
+    refused.push((sent, answer));
     assert_eq!(status, 401);
     // Bad share counts and fields: 422.
     for bad in [
@@ -143,13 +150,17 @@ async fn every_refusal_has_its_code_and_changes_nothing() {
         json!({"event_id": ""}),
         json!({"ts": "now"}),
     ] {
-        let (status, answer) = d.post_signed_report(&fresh(bad.clone())).await;
+        let sent = fresh(bad.clone());
+        let (status, answer) = d.post_signed_report(&sent).await;
+        refused.push((sent, answer.clone()));
         assert_eq!(status, 422, "{bad}: {answer}");
         assert_eq!(answer["error"], "invalid", "{bad}");
         assert!(answer["message"].is_string());
     }
     // Malformed JSON (correctly signed): 400.
-    let (status, answer) = d.post_signed_report(b"{\"miner_id\": \"m\", ").await;
+    let sent = b"{\"miner_id\": \"m\", ".to_vec();
+    let (status, answer) = d.post_signed_report(&sent).await;
+    refused.push((sent, answer.clone()));
     assert_eq!(
         (status, answer["error"].as_str()),
         (400, Some("bad_request"))
@@ -157,12 +168,33 @@ async fn every_refusal_has_its_code_and_changes_nothing() {
     // Body of limit+1 bytes: 413 (default limit 65536).
     let big = vec![b' '; 65537];
     let (status, answer) = d.post_signed_report(&big).await;
+    refused.push((big.clone(), answer.clone()));
     assert_eq!(
         (status, answer["error"].as_str()),
         (413, Some("payload_too_large"))
     );
-    // Nothing moved, and no secret or expected signature leaked.
+    // Nothing moved.
     assert_eq!(d.balance_msat("m").await, before);
+    // No secret and no expected signature leaked: not in any answer, not
+    // in the daemon's output (stdout and stderr both go to its log).
+    let log = std::fs::read_to_string(d.log_path()).expect("the daemon's log");
+    assert_eq!(refused.len(), 21, "every refusal above was recorded");
+    for secret in [&d.report_secret, &d.admin_key, &d.master_key] {
+        assert!(!log.contains(secret.as_str()), "a secret is in the log");
+    }
+    for (sent, answer) in &refused {
+        let expected = pooldesk_proto::sig::hmac_sha256_hex(d.report_secret.as_bytes(), sent);
+        let text = answer.to_string();
+        for (what, secret) in [
+            ("report secret", d.report_secret.as_str()),
+            ("admin key", d.admin_key.as_str()),
+            ("master key", d.master_key.as_str()),
+            ("expected signature", expected.as_str()),
+        ] {
+            assert!(!text.contains(secret), "{what} in the answer {text}");
+            assert!(!log.contains(secret), "{what} in the log");
+        }
+    }
     d.assert_verified();
 }
 
@@ -227,7 +259,7 @@ async fn a_refused_unread_body_closes_the_connection_and_says_so() {
     for _ in 0..50 {
         let (status, _) = d.post_signed_report(&vec![b' '; 65537]).await;
         assert_eq!(status, 413);
-        assert_eq!(d.balance_msat("m").await, 0);
+        assert_eq!(d.balance_msat_if_known("m").await, None);
     }
 }
 
@@ -261,21 +293,30 @@ async fn unprotected_reports_only_when_allowed_and_the_snapshot_warns() {
         "no event_id: nothing to deduplicate on"
     );
     assert_eq!(d.balance_msat("miner123").await, 200 * RATE_MSAT);
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // The per-second snapshot says so: poll it (the event), not a sleep.
     let mut control = d.control().await;
-    match control
-        .request(pooldesk_proto::control::Request::Snapshot)
-        .await
-        .unwrap()
-    {
-        pooldesk_proto::control::Outcome::Ok(pooldesk_proto::control::Response::Snapshot(s)) => {
-            assert!(
-                s.warnings.iter().any(|w| w.code == "unprotected_reports"),
-                "{:?}",
-                s.warnings
-            );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match control
+            .request(pooldesk_proto::control::Request::Snapshot)
+            .await
+            .unwrap()
+        {
+            pooldesk_proto::control::Outcome::Ok(pooldesk_proto::control::Response::Snapshot(
+                s,
+            )) => {
+                if s.warnings.iter().any(|w| w.code == "unprotected_reports") {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no unprotected_reports warning within 60 s: {:?}",
+                    s.warnings
+                );
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     d.assert_verified();
 }
@@ -874,7 +915,10 @@ async fn seed_curl_example_runs_as_written() {
     })
     .await;
     if which("curl").is_none() || which("python3").is_none() {
-        println!("SKIPPED: curl or python3 not installed");
+        skip_or_fail(
+            "ingest_http seed_curl_example",
+            "curl or python3 is not installed (contrib/test.sh installs curl)",
+        );
         return;
     }
     let script = format!(
@@ -913,8 +957,9 @@ async fn seed_python_example_runs_as_written() {
         .map(|s| s.success())
         .unwrap_or(false);
     if !has_requests {
-        println!(
-            "SKIPPED: python3 with the requests module is not installed (contrib/test.sh installs it)"
+        skip_or_fail(
+            "ingest_http seed_python_examples",
+            "python3 with the requests module is not installed (contrib/test.sh installs it)",
         );
         return;
     }
@@ -955,8 +1000,9 @@ async fn seed_coinjecture_python_flow_runs_as_written() {
         .map(|s| s.success())
         .unwrap_or(false);
     if !has_requests {
-        println!(
-            "SKIPPED: python3 with the requests module is not installed (contrib/test.sh installs it)"
+        skip_or_fail(
+            "ingest_http seed_python_examples",
+            "python3 with the requests module is not installed (contrib/test.sh installs it)",
         );
         return;
     }
@@ -1006,12 +1052,4 @@ print(response.status_code, response.json().get('user_id'), response.json().get(
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(d.balance_msat("your_miner_id").await, 100_000);
-}
-
-fn which(name: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(name))
-            .find(|p| p.exists())
-    })
 }

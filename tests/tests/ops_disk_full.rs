@@ -16,7 +16,8 @@
 //! one was never recorded (posting it again is accepted), balances are the
 //! sum of what was acknowledged, and `pooldeskd verify` is clean.
 //!
-//! Needs root to mount the tmpfs; skipped with a message otherwise.
+//! Needs root to mount the tmpfs: elsewhere skipped on stderr, and under
+//! `CI=true` (which runs as root) a failure.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -27,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pooldesk_e2e::daemon::{Daemon, DaemonOptions, now_s};
+use pooldesk_e2e::skip::{root_or_skip, skip_or_fail};
 use serde_json::{Value, json};
 
 const RATE_MSAT: i64 = 1000;
@@ -270,9 +272,7 @@ fn stored_event_ids(d: &Daemon) -> HashMap<String, i64> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn disk_full_refuses_with_503_loses_nothing_acknowledged_and_recovers_by_itself() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: mounting a small tmpfs for the data dir needs root");
+    if !root_or_skip("ops_disk_full", "mounting a small tmpfs for the data dir") {
         return;
     }
     let started = Instant::now();
@@ -287,7 +287,10 @@ async fn disk_full_refuses_with_503_loses_nothing_acknowledged_and_recovers_by_i
     let mount = match Tmpfs::mount(&d.data_dir, "64m") {
         Ok(mount) => mount,
         Err(e) => {
-            eprintln!("SKIPPED: cannot mount a tmpfs on the data dir: {e}");
+            skip_or_fail(
+                "ops_disk_full",
+                &format!("cannot mount a tmpfs on the data dir: {e}"),
+            );
             return;
         }
     };

@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pooldesk_e2e::daemon::{Daemon, DaemonOptions, free_port, workspace_root};
+use pooldesk_e2e::skip::skip_or_fail;
 use serde_json::json;
 
 fn have(program: &str, arg: &str) -> bool {
@@ -29,11 +30,17 @@ fn have(program: &str, arg: &str) -> bool {
 
 fn tools_present() -> bool {
     if !have("nginx", "-v") {
-        eprintln!("SKIPPED: nginx is not installed (apt-get install nginx)");
+        skip_or_fail(
+            "ops_nginx",
+            "nginx is not installed (apt-get install nginx; contrib/test.sh installs it)",
+        );
         return false;
     }
     if !have("openssl", "version") {
-        eprintln!("SKIPPED: openssl is not installed");
+        skip_or_fail(
+            "ops_nginx",
+            "openssl is not installed (apt-get install openssl)",
+        );
         return false;
     }
     true

@@ -37,12 +37,12 @@ async fn split(r: reqwest::Response) -> (u16, Option<u64>, Value) {
     (status, retry, body)
 }
 
-/// The value of one sample line of `/metrics` (0 when absent).
+/// The value of one sample line of `/metrics` (panics when the series is absent, so 0 is a real 0).
 async fn metric(d: &Daemon, sample: &str) -> f64 {
     let text = d.metrics_text().await;
     text.lines()
         .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
-        .unwrap_or(0.0)
+        .unwrap_or_else(|| panic!("no sample {sample} in /metrics"))
 }
 
 /// A 429 in the JSON error contract whose Retry-After is 1..=`max_s`.

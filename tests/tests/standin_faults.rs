@@ -9,7 +9,9 @@ use pooldesk_e2e::standin::{AddrKind, Fault, StandIn, StandInOptions};
 
 async fn setup() -> (StandIn, RpcClient, String) {
     let standin = StandIn::start(StandInOptions::default()).await.unwrap();
-    let rpc = RpcClient::for_standin(&standin).with_timeout(Duration::from_secs(2));
+    // A deadline for a loaded machine; the fault tests that need a timeout
+    // use a short client of their own against a node that never answers.
+    let rpc = RpcClient::for_standin(&standin).with_timeout(Duration::from_secs(60));
     let a = standin.new_external_address(AddrKind::P2wpkh);
     (standin, rpc, a)
 }
@@ -57,7 +59,6 @@ async fn timeout_after_spend_moves_the_coins_but_never_answers() {
         method: "sendmany".into(),
     });
     let short = rpc.with_timeout(Duration::from_millis(700));
-    let started = Instant::now();
     let e = short
         .pool("sendmany", &pay(&a, "pooldesk batch 12"))
         .await
@@ -66,7 +67,6 @@ async fn timeout_after_spend_moves_the_coins_but_never_answers() {
         matches!(&e, CallError::Transport(t) if t.is_timeout()),
         "{e}"
     );
-    assert!(started.elapsed() >= Duration::from_millis(700));
     // The coins really moved: reconciliation finds the batch by comment.
     assert_eq!(standin.received_by(&a), 100_000);
     let list = rpc.pool("listtransactions", r#"["*",1,0]"#).await.unwrap();
@@ -85,15 +85,11 @@ async fn dropped_connection_after_spend_gives_no_response() {
     standin.inject(Fault::DropConnectionAfterSpend {
         method: "sendmany".into(),
     });
-    let started = Instant::now();
     let e = rpc.pool("sendmany", &pay(&a, "b3")).await.unwrap_err();
+    // Closed, not timed out: the error itself says which (no clock).
     assert!(
         matches!(&e, CallError::Transport(t) if !t.is_timeout()),
         "{e}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "closed, not timed out"
     );
     assert_eq!(standin.received_by(&a), 100_000);
     standin.stop().await;
@@ -123,13 +119,17 @@ async fn delay_fault_slows_one_call() {
         method: "getblockcount".into(),
         ms: 400,
     });
+    assert_eq!(standin.pending_faults(), 1);
     let t = Instant::now();
     let n = rpc.call(None, "getblockcount", "[]").await.unwrap();
     assert_eq!(n, J::int(101));
+    // A lower bound only: an injected delay cannot make a call faster, so
+    // load cannot fail this; no upper bound is asserted anywhere.
     assert!(t.elapsed() >= Duration::from_millis(400));
-    let t = Instant::now();
-    rpc.call(None, "getblockcount", "[]").await.unwrap();
-    assert!(t.elapsed() < Duration::from_millis(400));
+    // One call only: the fault is used up, and the next call is answered.
+    assert_eq!(standin.pending_faults(), 0);
+    let n = rpc.call(None, "getblockcount", "[]").await.unwrap();
+    assert_eq!(n, J::int(101));
     standin.stop().await;
 }
 
@@ -140,6 +140,7 @@ async fn restart_rotates_the_cookie_and_keeps_the_mempool() {
     let old = standin.credentials();
     let pinned = rpc.with_creds(Creds::Fixed(old.clone()));
     pinned.call(None, "getblockcount", "[]").await.unwrap();
+    let restarted_from = pooldesk_e2e::daemon::now_s();
     standin.restart().await;
     let now = std::fs::read_to_string(standin.cookie_path().unwrap()).unwrap();
     assert_ne!(now, old);
@@ -149,7 +150,13 @@ async fn restart_rotates_the_cookie_and_keeps_the_mempool() {
     // A client that re-reads the cookie works, and the mempool survived.
     assert_eq!(mempool(&rpc).await, vec![txid]);
     let up = rpc.call(None, "uptime", "[]").await.unwrap();
-    assert!(up.as_i64().unwrap() <= 1);
+    // Reset by the restart: no older than the restart itself (a bound
+    // from the clock readings around it, not a speed claim).
+    let since_restart = pooldesk_e2e::daemon::now_s() - restarted_from;
+    assert!(
+        up.as_i64().unwrap() <= since_restart,
+        "uptime {up:?} > {since_restart} s since the restart"
+    );
     standin.stop().await;
 }
 

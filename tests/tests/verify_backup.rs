@@ -54,7 +54,17 @@ async fn online_backup_under_load_is_consistent() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Back up once the load is writing (reports credited), not after a
+    // guessed time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while d.sql_i64("SELECT COUNT(*) FROM share_reports") < 50 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the load credited nothing within 120 s:\n{}",
+            d.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let backup_dir = tempfile::tempdir().unwrap();
     let target = backup_dir.path().join("ledger.sqlite");
     let out = Command::new(bin("pooldeskd"))

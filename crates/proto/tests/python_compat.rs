@@ -7,6 +7,9 @@
 //! one `python3` process, and compares. Skipped (and says so) when `python3`
 //! is not on PATH. The seed is fixed; set `POOLDESK_PYCOMPAT_SEED` to explore.
 
+#[path = "../../../tests/src/skip.rs"]
+mod skip;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -440,7 +443,7 @@ fn canonicalize_matches_python_byte_for_byte() {
     mutated.extend([false, true]);
 
     let Some(python) = run_python(&bodies) else {
-        println!("SKIPPED: python3 not found");
+        skip::skip_or_fail("python_compat", "python3 is not installed");
         return;
     };
     assert_eq!(python.len(), bodies.len(), "one answer per body");

@@ -514,8 +514,11 @@ fn sort_is_right_on_ten_thousand_rows_for_every_column_and_direction() {
 
 #[test]
 fn local_order_matches_the_daemons_paging_order() {
-    // What the fake daemon (same rules as pooldeskd) returns page by page
-    // must be what the screen shows, for every sort.
+    // What the fake daemon returns page by page must be what the screen
+    // shows, for every sort. The fake sorts with the TUI's own comparator,
+    // so this checks paging only; the order of the real daemon's
+    // `sort_rows` against the TUI's is checked in
+    // tests/tests/tui_control_real.rs.
     let mut daemon = FakeDaemon::new(10_000);
     let rows = daemon.miners.clone();
     let lower: Vec<String> = rows.iter().map(|r| r.miner_id.to_lowercase()).collect();

@@ -28,6 +28,31 @@ fn post_blocking(store: &Store, r: TransferRequest) -> Result<Posted, WriteError
     store.write_blocking(move |ctx| post(ctx, &r))
 }
 
+/// Everything a refusal must leave alone: every account with its balance
+/// and every transfer, as rows.
+type LedgerState = (Vec<(String, i64)>, Vec<(String, i64, i64, i64, String)>);
+
+fn state(store: &Store) -> LedgerState {
+    store
+        .read_blocking(|c| {
+            let accounts = c
+                .prepare("SELECT name, balance_msat FROM accounts ORDER BY name")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let transfers = c
+                .prepare(
+                    "SELECT idempotency_key, debit_account_id, credit_account_id, amount_msat, kind
+                     FROM transfers ORDER BY id",
+                )?
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, rusqlite::Error>((accounts, transfers))
+        })
+        .unwrap()
+}
+
 fn assert_clean(store: &Store) {
     let violations = store.read_blocking(verify).unwrap();
     assert!(violations.is_empty(), "{violations:?}");
@@ -52,31 +77,57 @@ fn same_key_same_content_answers_the_original_and_moves_nothing() {
 fn same_key_different_content_is_a_typed_conflict() {
     let (_dir, store) = open();
     post_blocking(&store, req("k1", POOL_REWARDS, "miner:a", 5_000)).unwrap();
+    let before = state(&store);
+    let mut kind = req("k1", POOL_REWARDS, "miner:a", 5_000);
+    kind.kind = TransferKind::ShareCredit;
+    let mut reference = req("k1", POOL_REWARDS, "miner:a", 5_000);
+    reference.reference = Some("another".into());
     let cases = [
         (req("k1", POOL_REWARDS, "miner:a", 6_000), "amount"),
         (req("k1", POOL_REWARDS, "miner:b", 5_000), "credit"),
         (req("k1", POOL_ADJUSTMENTS, "miner:a", 5_000), "debit"),
+        (kind, "kind"),
+        (reference, "reference"),
     ];
     for (r, what) in cases {
-        match post_blocking(&store, r) {
-            Err(WriteError::Rejected(e)) => {
-                let text = e.to_string();
-                assert!(text.contains(what), "{what}: {text}");
-            }
-            other => panic!("{what}: expected conflict, got {other:?}"),
-        }
+        let outcome = post_blocking(&store, r);
+        let exact = matches!(
+            (what, &outcome),
+            (
+                "amount",
+                Err(WriteError::Rejected(LedgerError::ExistsWithDifferentAmount))
+            ) | (
+                "credit",
+                Err(WriteError::Rejected(
+                    LedgerError::ExistsWithDifferentCreditAccount
+                ))
+            ) | (
+                "debit",
+                Err(WriteError::Rejected(
+                    LedgerError::ExistsWithDifferentDebitAccount
+                ))
+            ) | (
+                "kind",
+                Err(WriteError::Rejected(LedgerError::ExistsWithDifferentKind))
+            ) | (
+                "reference",
+                Err(WriteError::Rejected(
+                    LedgerError::ExistsWithDifferentReference
+                ))
+            )
+        );
+        assert!(exact, "{what}: expected that conflict, got {outcome:?}");
+        // The refusal changed nothing: no account, balance or transfer.
+        assert_eq!(
+            state(&store),
+            before,
+            "{what}: a refused post changed the ledger"
+        );
     }
-    let mut kind = req("k1", POOL_REWARDS, "miner:a", 5_000);
-    kind.kind = TransferKind::ShareCredit;
-    assert!(matches!(
-        post_blocking(&store, kind),
-        Err(WriteError::Rejected(LedgerError::ExistsWithDifferentKind))
-    ));
     assert_eq!(
         store.read_blocking(|c| balance(c, "miner:a")).unwrap(),
         5_000
     );
-    assert_eq!(store.read_blocking(|c| balance(c, "miner:b")).unwrap(), 0);
     assert_clean(&store);
 }
 
@@ -84,12 +135,22 @@ fn same_key_different_content_is_a_typed_conflict() {
 fn miner_balance_never_goes_below_zero() {
     let (_dir, store) = open();
     post_blocking(&store, req("c", POOL_REWARDS, "miner:a", 1_000)).unwrap();
+    let before = state(&store);
     match post_blocking(&store, req("w", "miner:a", WITHDRAWALS_HELD, 1_001)) {
-        Err(WriteError::Rejected(LedgerError::InsufficientFunds { balance_msat, .. })) => {
-            assert_eq!(balance_msat, 1_000)
+        Err(WriteError::Rejected(LedgerError::InsufficientFunds {
+            account,
+            balance_msat,
+            amount_msat,
+        })) => {
+            assert_eq!(
+                (account.as_str(), balance_msat, amount_msat),
+                ("miner:a", 1_000, 1_001)
+            )
         }
         other => panic!("expected insufficient funds, got {other:?}"),
     }
+    // Not even withdrawals:held was created by the refused post.
+    assert_eq!(state(&store), before, "a refused debit changed the ledger");
     post_blocking(&store, req("w2", "miner:a", WITHDRAWALS_HELD, 1_000)).unwrap();
     assert_eq!(store.read_blocking(|c| balance(c, "miner:a")).unwrap(), 0);
     assert_clean(&store);
@@ -100,7 +161,17 @@ fn refused_transfer_to_a_new_account_leaves_no_account_behind() {
     let (_dir, store) = open();
     // miner:ghost is created inside the job, then the debit is refused:
     // the savepoint must remove the account and the cache must forget it.
-    assert!(post_blocking(&store, req("x", "miner:ghost", WITHDRAWALS_HELD, 1)).is_err());
+    let before = state(&store);
+    let refused = post_blocking(&store, req("x", "miner:ghost", WITHDRAWALS_HELD, 1));
+    assert!(
+        matches!(
+            &refused,
+            Err(WriteError::Rejected(LedgerError::InsufficientFunds { account, balance_msat: 0, amount_msat: 1 }))
+                if account == "miner:ghost"
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(state(&store), before, "the refused post left rows behind");
     let count: i64 = store
         .read_blocking(|c| {
             c.query_row(
@@ -122,21 +193,47 @@ fn refused_transfer_to_a_new_account_leaves_no_account_behind() {
 #[test]
 fn bad_requests_are_refused() {
     let (_dir, store) = open();
+    post_blocking(&store, req("seed", POOL_REWARDS, "miner:a", 10)).unwrap();
+    let before = state(&store);
+    let unknown = |name: &str| LedgerError::UnknownAccount(name.into());
     for (r, expect) in [
-        (req("a", POOL_REWARDS, "miner:a", 0), "amount"),
-        (req("b", POOL_REWARDS, "miner:a", -5), "amount"),
+        (
+            req("a", POOL_REWARDS, "miner:a", 0),
+            LedgerError::AmountOutOfRange,
+        ),
+        (
+            req("b", POOL_REWARDS, "miner:a", -5),
+            LedgerError::AmountOutOfRange,
+        ),
         (
             req("c", POOL_REWARDS, "miner:a", MAX_TRANSFER_MSAT + 1),
-            "amount",
+            LedgerError::AmountOutOfRange,
         ),
-        (req("d", "miner:a", "miner:a", 5), "differ"),
-        (req("e", "casino:house", "miner:a", 5), "account"),
-        (req("", POOL_REWARDS, "miner:a", 5), "key"),
+        (req("d", "miner:a", "miner:a", 5), LedgerError::SameAccount),
+        (
+            req("e", "casino:house", "miner:a", 5),
+            unknown("casino:house"),
+        ),
+        (
+            req("e2", POOL_REWARDS, "casino:house", 5),
+            unknown("casino:house"),
+        ),
+        (req("", POOL_REWARDS, "miner:a", 5), LedgerError::BadKey),
+        (
+            req(&"k".repeat(201), POOL_REWARDS, "miner:a", 5),
+            LedgerError::BadKey,
+        ),
     ] {
-        match post_blocking(&store, r) {
-            Err(WriteError::Rejected(e)) => assert!(e.to_string().contains(expect), "{e}"),
-            other => panic!("expected refusal ({expect}), got {other:?}"),
+        let outcome = post_blocking(&store, r);
+        // LedgerError is not PartialEq (it carries rusqlite::Error): the
+        // variant and its text together pin the exact refusal.
+        match &outcome {
+            Err(WriteError::Rejected(e))
+                if std::mem::discriminant(e) == std::mem::discriminant(&expect)
+                    && e.to_string() == expect.to_string() => {}
+            other => panic!("expected {expect:?}, got {other:?}"),
         }
+        assert_eq!(state(&store), before, "{expect:?}: the ledger changed");
     }
     assert_clean(&store);
 }
