@@ -78,7 +78,7 @@ async fn assert_same_origin(browser: &Browser, origin: &str) {
 #[tokio::test]
 async fn the_dashboard_charts_progress_and_offline_view_follow_the_daemon() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let Some(browser) = Browser::start().await else {
+    let Some(browser) = Browser::start("browser_charts").await else {
         return;
     };
     // A threshold of 0.001 BTC (100,000 sat; 1 sat per share).
