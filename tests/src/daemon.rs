@@ -290,8 +290,9 @@ impl Daemon {
     }
 
     /// Waits (polling, at most `timeout`) for the daemon to exit on its
-    /// own, e.g. at a test crash hook, and reaps it. Panics on timeout.
-    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+    /// own, e.g. at a test crash hook, and reaps it. Panics on timeout
+    /// (the blocking [`Daemon::wait_exit`] returns `None` instead).
+    pub async fn wait_exited(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             let child = self.child.as_mut().expect("a running daemon");

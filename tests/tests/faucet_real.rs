@@ -122,7 +122,7 @@ async fn a_faucet_payment_is_committed_before_it_leaves_and_a_kill_at_every_step
         .await;
         let id = claim(&d, &address).await;
         // The next faucet round dies at `step`.
-        d.wait_exit(DEADLINE).await;
+        d.wait_exited(DEADLINE).await;
         let committed = d.sql_i64(
             "SELECT COUNT(*) FROM faucet_batches WHERE txid IS NOT NULL AND tx_hex IS NOT NULL AND inputs_json IS NOT NULL",
         );

@@ -76,8 +76,8 @@ pub struct PoolHistory {
     pub total: Vec<RatePoint>,
     /// Miners with work in each bucket, same buckets as `total`.
     pub miners: Vec<u32>,
-    /// Blocks solved, `(received_at, height, hash, miner)`.
-    pub blocks: Vec<(i64, Option<i64>, String, String)>,
+    /// Blocks the pool reported solved.
+    pub blocks: Vec<crate::shares::BlockSolve>,
 }
 
 /// The bucket starts, oldest first: coarse steps from `from_s` to the last

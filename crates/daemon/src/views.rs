@@ -151,8 +151,8 @@ pub async fn pool_history(app: &App) -> Result<Value, crate::store::StoreError> 
         "from": history.from_s,
         "hashrate": history.total.iter().map(|p| json!([p.t_s, p.span_s, p.rate_hps])).collect::<Vec<_>>(),
         "miners": history.miners,
-        "blocks": history.blocks.iter().map(|(at, height, hash, miner)| json!({
-            "at": at, "height": height, "hash": hash, "miner_id": miner,
+        "blocks": history.blocks.iter().map(|b| json!({
+            "at": b.received_at, "height": b.height, "hash": b.hash, "miner_id": b.miner_id,
         })).collect::<Vec<_>>(),
     }))
 }

@@ -349,18 +349,30 @@ pub fn origins(conn: &Connection) -> rusqlite::Result<Vec<OriginStatus>> {
 }
 
 /// Rejected shares per miner and reason: `(miner, reason, count)`.
-/// Block solves received at or after `from_s`, oldest first:
-/// `(received_at, height, hash, miner)`. Blocks are rare: a scan is fine.
-pub fn blocks_since(
-    conn: &Connection,
-    from_s: i64,
-) -> rusqlite::Result<Vec<(i64, Option<i64>, String, String)>> {
+/// A block solve as the pool reported it (no money: rewards come from
+/// the wallet's coinbase).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockSolve {
+    pub received_at: i64,
+    pub height: Option<i64>,
+    pub hash: String,
+    pub miner_id: String,
+}
+
+/// Block solves received at or after `from_s`, oldest first. Blocks are
+/// rare: a scan is fine.
+pub fn blocks_since(conn: &Connection, from_s: i64) -> rusqlite::Result<Vec<BlockSolve>> {
     let mut stmt = conn.prepare_cached(
         "SELECT received_at, height, hash, miner_id FROM block_solves WHERE received_at >= ?1
          ORDER BY received_at, origin_id, seq",
     )?;
     let rows = stmt.query_map([from_s], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        Ok(BlockSolve {
+            received_at: r.get(0)?,
+            height: r.get(1)?,
+            hash: r.get(2)?,
+            miner_id: r.get(3)?,
+        })
     })?;
     rows.collect()
 }

@@ -32,7 +32,7 @@ use crate::metrics::Metrics;
 use crate::miners::ActivityCache;
 use crate::secrets::Secrets;
 use crate::store::{StorageFault, Store, StoreError, WriteError};
-pub use db::{blocks_since, origins, prune, rejects, verify};
+pub use db::{BlockSolve, blocks_since, origins, prune, rejects, verify};
 pub use parse::{Batch, Share, parse_batch};
 
 /// `[shares]` in the configuration file.
