@@ -54,7 +54,7 @@ fi
 if [ "${SKIP_SOAK:-0}" != 1 ]; then
     step "soak: ${SOAK_SECONDS} s of pools, miners, SSE, faucet and payouts"
     cargo build -q --workspace --bins
-    target/debug/soak --duration "$SOAK_SECONDS"
+    "${CARGO_TARGET_DIR:-target}/debug/soak" --duration "$SOAK_SECONDS"
 fi
 t_soak=$(now)
 
