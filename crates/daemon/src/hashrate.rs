@@ -110,11 +110,7 @@ impl Buckets {
         let history_s = self.first_at_s.map_or(whole_s, |first| now_s - first);
         let covered_s = history_s.clamp(1, whole_s);
         let partial = history_s < window_s;
-        (
-            work as f64 * TWO_POW_32 / covered_s as f64,
-            covered_s,
-            partial,
-        )
+        (rate_of(work, covered_s), covered_s, partial)
     }
 
     fn rate(&self, now_s: i64, window_s: i64) -> f64 {
@@ -151,7 +147,7 @@ impl Buckets {
                     .find(|(m, _)| *m == minute)
                     .map(|(_, w)| *w)
                     .unwrap_or(0);
-                (minute, work as f64 * TWO_POW_32 / 60.0)
+                (minute, rate_of(work, 60))
             })
             .collect()
     }

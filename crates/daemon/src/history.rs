@@ -113,6 +113,19 @@ fn covered_s(bucket: (i64, i64), now_s: i64) -> i64 {
     (now_s - bucket.0 + 1).clamp(1, bucket.1)
 }
 
+/// One rate point per bucket from the work done in it.
+fn rate_points(buckets: &[(i64, i64)], work: &[u128], now_s: i64) -> Vec<RatePoint> {
+    buckets
+        .iter()
+        .zip(work)
+        .map(|(b, w)| RatePoint {
+            t_s: b.0,
+            span_s: b.1,
+            rate_hps: rate_of(*w, covered_s(*b, now_s)),
+        })
+        .collect()
+}
+
 pub fn miner_history(
     conn: &Connection,
     miner_id: &str,
@@ -131,21 +144,10 @@ pub fn miner_history(
             .or_insert_with(|| vec![0; buckets.len()]);
         w[i] = w[i].saturating_add(work);
     }
-    let points = |work: &[u128]| -> Vec<RatePoint> {
-        buckets
-            .iter()
-            .zip(work)
-            .map(|(b, w)| RatePoint {
-                t_s: b.0,
-                span_s: b.1,
-                rate_hps: rate_of(*w, covered_s(*b, now_s)),
-            })
-            .collect()
-    };
-    let total = points(&total_work);
+    let total = rate_points(&buckets, &total_work, now_s);
     let workers = worker_work
         .iter()
-        .map(|(name, work)| (name.clone(), points(work)))
+        .map(|(name, work)| (name.clone(), rate_points(&buckets, work, now_s)))
         .collect();
 
     // Balance and earnings from the ledger: walk the movements since the
@@ -244,15 +246,7 @@ pub fn pool_history(conn: &Connection, now_s: i64) -> rusqlite::Result<PoolHisto
             miners[i] = miners[i].max(n);
         }
     }
-    let total = buckets
-        .iter()
-        .zip(&work)
-        .map(|(b, w)| RatePoint {
-            t_s: b.0,
-            span_s: b.1,
-            rate_hps: rate_of(*w, covered_s(*b, now_s)),
-        })
-        .collect();
+    let total = rate_points(&buckets, &work, now_s);
     let blocks = crate::shares::blocks_since(conn, from_s)?;
     Ok(PoolHistory {
         now_s,

@@ -47,6 +47,14 @@ pub fn withdrawal_json(w: &WithdrawalRow) -> Value {
     })
 }
 
+/// Rate points as `[t, span_s, hashes/s]` triples (the charts' wire shape).
+fn points_json(points: &[crate::history::RatePoint]) -> Vec<Value> {
+    points
+        .iter()
+        .map(|p| json!([p.t_s, p.span_s, p.rate_hps]))
+        .collect()
+}
+
 /// The shortest history a daily earnings estimate is made from.
 pub const MIN_ESTIMATE_BASIS_S: i64 = 600;
 
@@ -83,21 +91,16 @@ pub async fn miner_history(app: &App, miner_id: String) -> Result<Value, MinerSe
     let estimable = progress.basis_s >= MIN_ESTIMATE_BASIS_S;
     let explorer = app.config.http.explorer_tx_url(app.config.network);
     let link = |txid: &str| explorer.as_ref().map(|t| t.replace("{txid}", txid));
-    let points = |p: &[crate::history::RatePoint]| -> Vec<Value> {
-        p.iter()
-            .map(|p| json!([p.t_s, p.span_s, p.rate_hps]))
-            .collect()
-    };
     let workers: serde_json::Map<String, Value> = history
         .workers
         .iter()
-        .map(|(name, p)| (name.clone(), Value::from(points(p))))
+        .map(|(name, p)| (name.clone(), Value::from(points_json(p))))
         .collect();
     Ok(json!({
         "miner_id": miner_id,
         "now": history.now_s,
         "from": history.from_s,
-        "hashrate": { "total": points(&history.total), "workers": workers },
+        "hashrate": { "total": points_json(&history.total), "workers": workers },
         "balance": history.balance.iter().map(|(t, b)| json!([t, b])).collect::<Vec<_>>(),
         "earnings": history.earnings.iter().map(|e| json!({
             "t": e.t_s, "amount_msat": e.amount_msat, "amount_btc": format_btc(e.amount_msat.div_euclid(1000)),
@@ -149,7 +152,7 @@ pub async fn pool_history(app: &App) -> Result<Value, crate::store::StoreError> 
     Ok(json!({
         "now": history.now_s,
         "from": history.from_s,
-        "hashrate": history.total.iter().map(|p| json!([p.t_s, p.span_s, p.rate_hps])).collect::<Vec<_>>(),
+        "hashrate": points_json(&history.total),
         "miners": history.miners,
         "blocks": history.blocks.iter().map(|b| json!({
             "at": b.received_at, "height": b.height, "hash": b.hash, "miner_id": b.miner_id,
