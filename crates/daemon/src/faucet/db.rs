@@ -166,12 +166,14 @@ pub struct Batch {
     pub tx_hex: Option<String>,
     /// Outpoints (`txid:vout`) the transaction spends.
     pub inputs: Vec<String>,
+    /// Confirmations as last seen (paid batches are followed until final).
+    pub confirmations: Option<i64>,
 }
 
 /// Batches in `state`, oldest first, with their request ids.
 pub fn batches_in(conn: &Connection, state: &str) -> rusqlite::Result<Vec<Batch>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, tag, state, fee_sat, txid, prebuilt, tx_hex, inputs_json FROM faucet_batches WHERE state = ?1 ORDER BY id LIMIT 1000",
+        "SELECT id, tag, state, fee_sat, txid, prebuilt, tx_hex, inputs_json, confirmations FROM faucet_batches WHERE state = ?1 ORDER BY id LIMIT 1000",
     )?;
     let mut batches: Vec<Batch> = stmt
         .query_map([state], |r| {
@@ -188,6 +190,7 @@ pub fn batches_in(conn: &Connection, state: &str) -> rusqlite::Result<Vec<Batch>
                 inputs: inputs
                     .and_then(|j| serde_json::from_str(&j).ok())
                     .unwrap_or_default(),
+                confirmations: r.get(8)?,
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
@@ -195,6 +198,185 @@ pub fn batches_in(conn: &Connection, state: &str) -> rusqlite::Result<Vec<Batch>
         batch.request_ids = batch_requests(conn, batch.id)?;
     }
     Ok(batches)
+}
+
+/// Paid batches not yet final: followed every round (confirmations,
+/// replacement, conflict, drop) until `payouts.confirmations` deep.
+pub fn paid_unfinal(conn: &Connection) -> rusqlite::Result<Vec<Batch>> {
+    let ids: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM faucet_batches WHERE state = 'paid' AND final_at IS NULL AND txid IS NOT NULL ORDER BY id LIMIT 1000",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(batches_in(conn, "paid")?
+        .into_iter()
+        .filter(|b| ids.contains(&b.id))
+        .collect())
+}
+
+/// Records the confirmations of a paid batch's transaction; `final_`
+/// stops following it. A note (a reorg) replaces the batch's note.
+pub fn set_confirmations(
+    ctx: &mut WriteCtx<'_>,
+    batch_id: i64,
+    confirmations: i64,
+    final_: bool,
+    note: Option<&str>,
+) -> Result<(), FaucetError> {
+    ctx.conn
+        .prepare_cached(
+            "UPDATE faucet_batches SET confirmations = ?2, final_at = CASE WHEN ?3 THEN ?4 END,
+                 note = COALESCE(?5, note), updated_at = ?4
+             WHERE id = ?1 AND state = 'paid'",
+        )?
+        .execute(params![batch_id, confirmations, final_, ctx.now_s, note])?;
+    Ok(())
+}
+
+/// A paid batch's transaction was replaced by one paying exactly the same
+/// outputs (a fee bump): the batch and its requests follow the new txid,
+/// its bytes are what a rebroadcast sends, and the fee moves to the new one.
+pub fn record_replacement(
+    ctx: &mut WriteCtx<'_>,
+    batch_id: i64,
+    txid: &str,
+    hex: Option<&str>,
+    fee_sat: Option<i64>,
+) -> Result<(), FaucetError> {
+    let old: Option<String> = ctx
+        .conn
+        .prepare_cached("SELECT txid FROM faucet_batches WHERE id = ?1")?
+        .query_row([batch_id], |r| r.get(0))?;
+    let note = format!(
+        "replaced: {} → {txid} (fee bump)",
+        old.as_deref().unwrap_or("?")
+    );
+    ctx.conn
+        .prepare_cached(
+            "UPDATE faucet_batches SET txid = ?2, tx_hex = COALESCE(?3, tx_hex), note = ?4,
+                 confirmations = NULL, updated_at = ?5 WHERE id = ?1",
+        )?
+        .execute(params![batch_id, txid, hex, note, ctx.now_s])?;
+    ctx.conn
+        .prepare_cached(
+            "UPDATE faucet_requests SET txid = ?2, updated_at = ?3 WHERE batch_id = ?1 AND state = 'paid'",
+        )?
+        .execute(params![batch_id, txid, ctx.now_s])?;
+    if let Some(fee_sat) = fee_sat {
+        move_fee(ctx, batch_id, txid, fee_sat)?;
+    }
+    Ok(())
+}
+
+/// Sets a batch's recorded fee to `fee_sat`, posting the difference
+/// (keyed by the transaction it belongs to).
+fn move_fee(
+    ctx: &mut WriteCtx<'_>,
+    batch_id: i64,
+    txid: &str,
+    fee_sat: i64,
+) -> Result<(), FaucetError> {
+    let recorded: Option<i64> = ctx
+        .conn
+        .prepare_cached("SELECT fee_sat FROM faucet_batches WHERE id = ?1")?
+        .query_row([batch_id], |r| r.get(0))?;
+    let Some(recorded) = recorded else {
+        return record_fee(ctx, batch_id, fee_sat);
+    };
+    let delta = fee_sat.max(0) - recorded;
+    if delta != 0 {
+        let (debit, credit) = if delta > 0 {
+            (ledger::POOL_FEES, ledger::FEES_NETWORK)
+        } else {
+            (ledger::FEES_NETWORK, ledger::POOL_FEES)
+        };
+        ledger::post(
+            ctx,
+            &TransferRequest {
+                idempotency_key: format!("faucet_batch:{batch_id}:fee:{txid}"),
+                debit: debit.into(),
+                credit: credit.into(),
+                amount_msat: delta.abs() * 1000,
+                kind: TransferKind::PayoutFee,
+                reference: Some(format!("faucet_batch:{batch_id}")),
+            },
+        )?;
+    }
+    ctx.conn
+        .prepare_cached("UPDATE faucet_batches SET fee_sat = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![batch_id, fee_sat.max(0), ctx.now_s])?;
+    Ok(())
+}
+
+/// A paid batch whose transaction may not pay after all (a mined
+/// conflict, a replacement paying other outputs, forgotten by the wallet)
+/// goes back to `needs_attention`. Its requests stay `paid` and the money
+/// stays in `faucet:sent` until an admin decides: the transaction may
+/// still confirm (a reorg), so nothing is returned before it provably
+/// cannot.
+pub fn reopen(ctx: &mut WriteCtx<'_>, batch_id: i64, note: &str) -> Result<(), FaucetError> {
+    ctx.conn
+        .prepare_cached(
+            "UPDATE faucet_batches SET state = 'needs_attention', note = ?2, final_at = NULL, updated_at = ?3
+             WHERE id = ?1 AND state = 'paid'",
+        )?
+        .execute(params![batch_id, note, ctx.now_s])?;
+    Ok(())
+}
+
+/// Reverses the payment of a reopened batch whose transaction provably
+/// cannot confirm: each request's amount goes back from `faucet:sent` to
+/// `faucet:held` (then `requeue` or `cancel` decides), and the recorded fee
+/// goes back to the pool. Keys name the batch, so a request paid again in
+/// a later batch never meets them.
+pub fn unpay(ctx: &mut WriteCtx<'_>, batch_id: i64) -> Result<(), FaucetError> {
+    let requests: Vec<(i64, i64)> = {
+        let mut stmt = ctx.conn.prepare_cached(
+            "SELECT id, amount_sat FROM faucet_requests WHERE batch_id = ?1 AND state = 'paid' ORDER BY id",
+        )?;
+        let rows = stmt.query_map([batch_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for (id, amount_sat) in &requests {
+        ledger::post(
+            ctx,
+            &TransferRequest {
+                idempotency_key: format!("faucet:{id}:unpaid:{batch_id}"),
+                debit: ledger::FAUCET_SENT.into(),
+                credit: ledger::FAUCET_HELD.into(),
+                amount_msat: amount_sat * 1000,
+                kind: TransferKind::Adjustment,
+                reference: Some(format!("faucet_batch:{batch_id} unpaid")),
+            },
+        )?;
+        ctx.conn
+            .prepare_cached(
+                "UPDATE faucet_requests SET state = 'needs_attention', txid = NULL, updated_at = ?2 WHERE id = ?1",
+            )?
+            .execute(params![id, ctx.now_s])?;
+    }
+    let fee: Option<i64> = ctx
+        .conn
+        .prepare_cached("SELECT fee_sat FROM faucet_batches WHERE id = ?1")?
+        .query_row([batch_id], |r| r.get(0))?;
+    if let Some(fee) = fee.filter(|f| *f > 0) {
+        ledger::post(
+            ctx,
+            &TransferRequest {
+                idempotency_key: format!("faucet_batch:{batch_id}:fee:reversed"),
+                debit: ledger::FEES_NETWORK.into(),
+                credit: ledger::POOL_FEES.into(),
+                amount_msat: fee * 1000,
+                kind: TransferKind::PayoutFee,
+                reference: Some(format!("faucet_batch:{batch_id} fee reversed")),
+            },
+        )?;
+    }
+    ctx.conn
+        .prepare_cached("UPDATE faucet_batches SET fee_sat = NULL, updated_at = ?2 WHERE id = ?1")?
+        .execute(params![batch_id, ctx.now_s])?;
+    Ok(())
 }
 
 /// Paid batches whose fee is not recorded yet (the wallet did not say it
@@ -287,6 +469,7 @@ pub fn open_batch(
             prebuilt,
             tx_hex: None,
             inputs: Vec::new(),
+            confirmations: None,
         },
         outputs,
     }))
@@ -324,7 +507,7 @@ pub fn mark_paid(
         ledger::post(
             ctx,
             &TransferRequest {
-                idempotency_key: format!("faucet:{id}:paid"),
+                idempotency_key: format!("faucet:{id}:paid:{batch_id}"),
                 debit: ledger::FAUCET_HELD.into(),
                 credit: ledger::FAUCET_SENT.into(),
                 amount_msat: amount_sat * 1000,
@@ -338,13 +521,21 @@ pub fn mark_paid(
             )?
             .execute(params![txid, now, id])?;
     }
+    // A reopened batch's requests are paid already: they follow the txid.
     ctx.conn
         .prepare_cached(
-            "UPDATE faucet_batches SET state = 'paid', txid = ?1, updated_at = ?2, note = NULL WHERE id = ?3",
+            "UPDATE faucet_requests SET txid = ?1, updated_at = ?2 WHERE batch_id = ?3 AND state = 'paid'",
+        )?
+        .execute(params![txid, now, batch_id])?;
+    ctx.conn
+        .prepare_cached(
+            "UPDATE faucet_batches SET state = 'paid', txid = ?1, updated_at = ?2, note = NULL,
+                 confirmations = NULL, final_at = NULL WHERE id = ?3",
         )?
         .execute(params![txid, now, batch_id])?;
     if let Some(fee_sat) = fee_sat {
-        record_fee(ctx, batch_id, fee_sat)?;
+        // A reopened batch paid again may carry its fee already.
+        move_fee(ctx, batch_id, txid, fee_sat)?;
     }
     Ok(requests.into_iter().map(|(id, _)| id).collect())
 }
@@ -578,7 +769,7 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Vec<Violation>> {
         "SELECT COUNT(*) FROM faucet_requests r LEFT JOIN faucet_batches b ON b.id = r.batch_id
          WHERE (r.state = 'queued' AND r.batch_id IS NOT NULL)
             OR (r.state = 'sending' AND b.state IS NOT 'sending')
-            OR (r.state = 'paid' AND (b.state IS NOT 'paid' OR r.txid IS NOT b.txid))
+            OR (r.state = 'paid' AND NOT ((b.state = 'paid' AND r.txid IS b.txid) OR b.state = 'needs_attention'))
             OR (r.state = 'needs_attention' AND b.state IS NOT 'needs_attention')
             OR (r.state = 'cancelled' AND b.state IS NOT 'failed')",
         [],

@@ -115,6 +115,10 @@ pub struct Settings {
     pub fallback_fee_rate_sat_vb: u64,
     pub max_fee_rate_sat_vb: u64,
     pub max_outputs_per_batch: usize,
+    /// Confirmations after which a payment is final, and how deep a
+    /// conflicting spend must be before Retry/Failed (`payouts.confirmations`
+    /// or the network's default).
+    pub depth: i64,
 }
 
 impl Settings {
@@ -140,6 +144,7 @@ impl Settings {
             fallback_fee_rate_sat_vb: config.payouts.fallback_fee_rate_sat_vb,
             max_fee_rate_sat_vb: config.payouts.max_fee_rate_sat_vb,
             max_outputs_per_batch: config.payouts.max_outputs_per_batch.clamp(1, 1000),
+            depth: i64::from(config.payouts.depth(config.network)),
         }
     }
 }
@@ -384,20 +389,20 @@ impl Faucet {
         resolution: pooldesk_proto::model::BatchResolution,
     ) -> Result<String, FaucetError> {
         use pooldesk_proto::model::BatchResolution;
-        let (tag, outputs) = self
+        let (found, outputs) = self
             .store
             .read(move |conn| {
-                let tag: Option<String> = conn
+                let found: Option<(String, Option<String>)> = conn
                     .query_row(
-                        "SELECT tag FROM faucet_batches WHERE id = ?1",
+                        "SELECT tag, txid FROM faucet_batches WHERE id = ?1",
                         [batch_id],
-                        |r| r.get(0),
+                        |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .ok();
-                Ok((tag, db::batch_outputs(conn, batch_id)?))
+                Ok((found, db::batch_outputs(conn, batch_id)?))
             })
             .await?;
-        let tag = tag.ok_or(FaucetError::NotFound)?;
+        let (tag, known_txid) = found.ok_or(FaucetError::NotFound)?;
         let unavailable =
             |e: crate::wallet::WalletError| FaucetError::WalletUnavailable(e.to_string());
         let (message, detail) = match resolution {
@@ -410,14 +415,14 @@ impl Faucet {
                     .ok_or_else(|| {
                         FaucetError::Invalid(format!("the wallet does not know transaction {txid}"))
                     })?;
-                let pays_all = outputs.iter().all(|o| {
-                    tx.sends
-                        .iter()
-                        .any(|s| s.address == o.address && s.amount_sat == o.amount_sat)
-                });
-                if !pays_all {
+                if !tx.pays_exactly(&outputs) {
                     return Err(FaucetError::Invalid(format!(
-                        "transaction {txid} does not pay every output of faucet batch {batch_id}"
+                        "transaction {txid} does not pay exactly the outputs of faucet batch {batch_id}"
+                    )));
+                }
+                if tx.confirmations < 0 || tx.replaced_by_txid.is_some() {
+                    return Err(FaucetError::Invalid(format!(
+                        "transaction {txid} is conflicted or replaced: it cannot pay faucet batch {batch_id}"
                     )));
                 }
                 let fee = tx.fee_sat.map(i64::abs);
@@ -434,6 +439,14 @@ impl Faucet {
                 )
             }
             BatchResolution::Retry | BatchResolution::Failed => {
+                // A batch whose transaction is known may be paid again (or
+                // given up) only once that transaction provably cannot
+                // confirm: a conflicting spend buried deep enough.
+                if let Some(txid) = &known_txid {
+                    crate::wallet::provably_dead(self.wallet.as_ref(), txid, self.settings.depth)
+                        .await
+                        .map_err(FaucetError::WrongState)?;
+                }
                 let found = self.wallet.find_by_tag(&tag).await.map_err(unavailable)?;
                 if let Some(tx) = found.iter().find(|t| {
                     t.in_mempool_or_chain && t.replaced_by_txid.is_none() && t.confirmations >= 0
@@ -451,6 +464,10 @@ impl Faucet {
                 };
                 self.store
                     .write(move |ctx| {
+                        db::attention_requests_check(ctx.conn, batch_id)?;
+                        // A reopened batch (paid, then its transaction
+                        // died) first takes its payment back.
+                        db::unpay(ctx, batch_id)?;
                         if give_up {
                             db::cancel(ctx, batch_id, note)
                         } else {

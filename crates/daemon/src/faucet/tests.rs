@@ -23,7 +23,8 @@ struct ScriptedWallet {
     /// wallet under its tag)`.
     script: Mutex<Vec<(Result<String, WalletError>, bool)>>,
     sends: Mutex<Vec<(String, Vec<Output>)>>,
-    by_tag: Mutex<HashMap<String, String>>,
+    /// Transactions in the wallet by tag: txid and the outputs they pay.
+    by_tag: Mutex<HashMap<String, (String, Vec<Output>)>>,
     mine: Mutex<Vec<String>>,
 }
 
@@ -34,11 +35,25 @@ impl ScriptedWallet {
             .unwrap()
             .push((result.map(str::to_string), lands));
     }
+    /// The transaction sent with `tag` shows up in the wallet as `txid`,
+    /// paying what was sent with that tag.
     fn land(&self, tag: &str, txid: &str) {
+        let outputs = self
+            .sends
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|(t, _)| t == tag)
+            .map(|(_, o)| o.clone())
+            .unwrap_or_default();
+        self.land_paying(tag, txid, &outputs);
+    }
+    fn land_paying(&self, tag: &str, txid: &str, outputs: &[Output]) {
         self.by_tag
             .lock()
             .unwrap()
-            .insert(tag.to_string(), txid.to_string());
+            .insert(tag.to_string(), (txid.to_string(), outputs.to_vec()));
     }
     fn sends(&self) -> usize {
         self.sends.lock().unwrap().len()
@@ -94,12 +109,13 @@ impl WalletBackend for ScriptedWallet {
                 .lock()
                 .unwrap()
                 .get(tag)
-                .map(|txid| {
+                .map(|(txid, outputs)| {
                     vec![WalletTx {
                         txid: txid.clone(),
                         fee_sat: Some(-141),
                         comment: Some(tag.to_string()),
                         in_mempool_or_chain: true,
+                        sends: outputs.clone(),
                         ..WalletTx::default()
                     }]
                 })
@@ -429,7 +445,8 @@ async fn a_batch_left_sending_by_a_crash_is_reconciled_not_resent() {
         .await
         .unwrap()
         .unwrap();
-    f.wallet.land(&intent.batch.tag, &"44".repeat(32));
+    f.wallet
+        .land_paying(&intent.batch.tag, &"44".repeat(32), &intent.outputs);
     let ids = vec![b.id];
     f.store
         .write(move |ctx| db::open_batch(ctx, &ids, 2, false))
@@ -578,4 +595,37 @@ async fn retry_is_refused_while_the_wallet_shows_the_batch() {
         Err(FaucetError::WrongState(_))
     ));
     assert_eq!(f.state(a.id).await, "needs_attention");
+}
+
+/// A tag is not proof: a wallet transaction carrying the batch's tag but
+/// paying other outputs (a second install on the same wallet, a restored
+/// ledger reusing batch ids) never makes the batch paid.
+#[tokio::test]
+async fn a_tag_paying_other_outputs_is_not_the_batch_payment() {
+    let f = fixture(config(|_| {}));
+    let a = f.request(&address(), ip(1)).await.unwrap();
+    f.wallet
+        .push(Err(WalletError::Ambiguous("timeout".into())), false);
+    let round = f.faucet.round().await;
+    assert_eq!(round.needs_attention.len(), 1);
+    let (tag, outputs) = f.wallet.sends.lock().unwrap()[0].clone();
+    let mut other = outputs.clone();
+    other[0].amount_sat += 1;
+    f.wallet.land_paying(&tag, &"55".repeat(32), &other);
+    let round = f.faucet.round().await;
+    assert!(round.reconciled.is_empty(), "{round:?}");
+    assert_eq!(f.state(a.id).await, "needs_attention");
+    // One extra output is not "the same payment" either.
+    let mut extra = outputs.clone();
+    extra.push(Output {
+        address: address(),
+        amount_sat: 1,
+    });
+    f.wallet.land_paying(&tag, &"56".repeat(32), &extra);
+    assert!(f.faucet.round().await.reconciled.is_empty());
+    assert_eq!(f.state(a.id).await, "needs_attention");
+    f.wallet.land_paying(&tag, &"57".repeat(32), &outputs);
+    assert_eq!(f.faucet.round().await.reconciled.len(), 1);
+    assert_eq!(f.state(a.id).await, "paid");
+    f.verified().await;
 }

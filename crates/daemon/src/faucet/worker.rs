@@ -34,7 +34,7 @@ use crate::metrics::StateLabel;
 
 use super::{Faucet, db, rules};
 use crate::payouts::crash;
-use crate::wallet::Output;
+use crate::wallet::{Output, WalletTx};
 
 /// Spent challenges are forgotten this long after they expire (slack for
 /// a clock stepping backwards).
@@ -76,6 +76,7 @@ impl Faucet {
     pub async fn round(&self) -> Round {
         let mut round = Round::default();
         self.reconcile(&mut round).await;
+        self.follow_paid().await;
         self.fill_fees().await;
         if self.settings.enabled {
             self.pay_queued(&mut round).await;
@@ -138,8 +139,37 @@ impl Faucet {
                 }
                 continue;
             }
+            // Known transaction (txid first): its txid, never a tag, says
+            // whether it pays. A reopened batch whose transaction is back in
+            // the mempool or a block (the conflict reorged away) is paid.
+            if let Some(txid) = batch.txid.clone() {
+                if let Ok(Some(tx)) = self.wallet.transaction(&txid).await
+                    && tx.in_mempool_or_chain
+                    && tx.confirmations >= 0
+                    && tx.replaced_by_txid.is_none()
+                    && self
+                        .record_paid(batch.id, &txid, tx.fee_sat.map(i64::abs))
+                        .await
+                {
+                    tracing::warn!(batch = batch.id, %txid, "faucet: batch's transaction is live again and recorded paid");
+                    round.reconciled.push(batch.id);
+                }
+                continue;
+            }
+            let id = batch.id;
+            let outputs = match self
+                .store
+                .read(move |conn| db::batch_outputs(conn, id))
+                .await
+            {
+                Ok(outputs) => outputs,
+                Err(e) => {
+                    tracing::warn!(batch = id, error = %e, "faucet: cannot read a batch's outputs");
+                    continue;
+                }
+            };
             match self.wallet.find_by_tag(&batch.tag).await {
-                Ok(txs) if !txs.is_empty() => {
+                Ok(txs) if paying(&txs, &outputs).is_some() => {
                     if txs.len() > 1 {
                         tracing::error!(
                             batch = batch.id,
@@ -147,12 +177,20 @@ impl Faucet {
                             "faucet: several wallet transactions carry one batch tag"
                         );
                     }
-                    let tx = &txs[0];
+                    let tx = paying(&txs, &outputs).expect("checked");
                     let fee = tx.fee_sat.map(i64::abs);
                     if self.record_paid(batch.id, &tx.txid, fee).await {
                         tracing::info!(batch = batch.id, txid = %tx.txid, "faucet: batch found in the wallet and recorded paid");
                         round.reconciled.push(batch.id);
                     }
+                }
+                Ok(txs) if batch.state == "sending" && !txs.is_empty() => {
+                    self.needs_attention(
+                        batch.id,
+                        "left sending by a restart; the wallet's transactions with this batch's tag are replaced, conflicted, abandoned or pay other outputs",
+                        round,
+                    )
+                    .await;
                 }
                 Ok(_) if batch.state == "sending" => {
                     self.needs_attention(
@@ -173,6 +211,144 @@ impl Faucet {
                 // needs_attention and still not found: stays for the admin.
                 Ok(_) | Err(_) => {}
             }
+        }
+    }
+
+    /// Paid batches until final (`payouts.confirmations` deep): a fee bump
+    /// that pays the same outputs is followed; a drop from the mempool sends
+    /// the same bytes again; a mined conflict, a replacement paying other
+    /// outputs or a wallet that forgot the transaction reopens the batch for
+    /// the admin (its money stays `sent`: the transaction may still
+    /// confirm); a reorg that takes confirmations away is noted.
+    async fn follow_paid(&self) {
+        let Ok(batches) = self.store.read(db::paid_unfinal).await else {
+            return;
+        };
+        for batch in batches {
+            let Some(txid) = batch.txid.clone() else {
+                continue;
+            };
+            let tx = match self.wallet.transaction(&txid).await {
+                Ok(Some(tx)) => tx,
+                Ok(None) => {
+                    self.reopen(
+                        &batch,
+                        &format!("the wallet does not know transaction {txid} any more"),
+                    )
+                    .await;
+                    continue;
+                }
+                Err(_) => continue, // node unavailable: next round
+            };
+            if let Some(replacement) = tx.replaced_by_txid.clone() {
+                let id = batch.id;
+                let outputs = self
+                    .store
+                    .read(move |conn| db::batch_outputs(conn, id))
+                    .await;
+                match (self.wallet.transaction(&replacement).await, outputs) {
+                    (Ok(Some(new)), Ok(outputs)) if new.pays_exactly(&outputs) => {
+                        let (fee, hex, new_txid) = (
+                            new.fee_sat.map(i64::abs),
+                            new.hex.clone(),
+                            replacement.clone(),
+                        );
+                        match self
+                            .store
+                            .write(move |ctx| {
+                                db::record_replacement(ctx, id, &new_txid, hex.as_deref(), fee)
+                            })
+                            .await
+                        {
+                            Ok(()) => {
+                                tracing::warn!(batch = id, old = %txid, new = %replacement, "faucet: payment replaced (fee bump); following the replacement")
+                            }
+                            Err(e) => {
+                                tracing::error!(batch = id, error = %e, "faucet: could not record a replacement")
+                            }
+                        }
+                    }
+                    (Ok(_), Ok(_)) => {
+                        self.reopen(&batch, &format!("transaction {txid} was replaced by {replacement}, which does not pay the batch")).await;
+                    }
+                    _ => {} // lookups failed: next round
+                }
+                continue;
+            }
+            if tx.confirmations < 0 {
+                let conflicts = if tx.wallet_conflicts.is_empty() {
+                    "a transaction the wallet does not name".to_string()
+                } else {
+                    tx.wallet_conflicts.join(", ")
+                };
+                self.reopen(
+                    &batch,
+                    &format!(
+                        "transaction {txid} conflicts with mined transaction {conflicts} ({} confirmation(s)), which spent one of its inputs: this payment did not happen. Retry or Failed once the conflict has {} confirmation(s)",
+                        -tx.confirmations,
+                        self.settings.depth
+                    ),
+                )
+                .await;
+                continue;
+            }
+            if tx.confirmations == 0 && !tx.in_mempool_or_chain {
+                // Dropped but still in the wallet: the same bytes again,
+                // never a new transaction while this one can confirm.
+                if let Some(hex) = batch.tx_hex.as_deref()
+                    && let Err(e) = self.wallet.broadcast(hex).await
+                {
+                    tracing::warn!(batch = batch.id, %txid, error = %e, "faucet: rebroadcast of a dropped payment not accepted");
+                    self.set_last_error(Some(format!(
+                        "{txid} is not in the mempool; rebroadcast not accepted: {e}"
+                    )));
+                }
+                continue;
+            }
+            let before = batch.confirmations.unwrap_or(0);
+            let confirmations = tx.confirmations;
+            let final_ = confirmations >= self.settings.depth;
+            let note = (confirmations < before).then(|| {
+                format!(
+                    "reorg: {txid} had {before} confirmation(s), now {confirmations}; followed until {}",
+                    self.settings.depth
+                )
+            });
+            if batch.confirmations == Some(confirmations) && !final_ {
+                continue;
+            }
+            if note.is_some() {
+                tracing::warn!(batch = batch.id, %txid, before, confirmations, "faucet: payment lost confirmations in a reorg");
+            }
+            let id = batch.id;
+            if let Err(e) = self
+                .store
+                .write(move |ctx| {
+                    db::set_confirmations(ctx, id, confirmations, final_, note.as_deref())
+                })
+                .await
+            {
+                tracing::warn!(batch = id, error = %e, "faucet: could not record confirmations");
+            } else if final_ {
+                tracing::info!(batch = id, %txid, confirmations, "faucet payment final");
+                if let Err(e) = self.wallet.unlock(&batch.inputs).await {
+                    tracing::warn!(batch = id, error = %e, "faucet: could not unlock a final batch's inputs");
+                }
+            }
+        }
+    }
+
+    /// A paid batch back to `needs_attention` (its requests stay paid).
+    async fn reopen(&self, batch: &db::Batch, note: &str) {
+        tracing::error!(batch = batch.id, note, "faucet payment needs attention");
+        let (id, owned) = (batch.id, note.to_string());
+        match self
+            .store
+            .write(move |ctx| db::reopen(ctx, id, &owned))
+            .await
+        {
+            Ok(()) => self.set_last_error(Some(format!("faucet batch {id}: {note}"))),
+            Err(e) => tracing::warn!(batch = id, error = %e, "faucet: could not reopen a batch"),
         }
     }
 
@@ -289,8 +465,8 @@ impl Faucet {
                 tracing::warn!(batch = batch.id, error = %e, "faucet batch: no clear answer from the wallet; reconciling by tag");
                 self.set_last_error(Some(e.to_string()));
                 match self.wallet.find_by_tag(&batch.tag).await {
-                    Ok(txs) if !txs.is_empty() => {
-                        let tx = &txs[0];
+                    Ok(txs) if paying(&txs, &intent.outputs).is_some() => {
+                        let tx = paying(&txs, &intent.outputs).expect("checked");
                         if self
                             .record_paid(batch.id, &tx.txid, tx.fee_sat.map(i64::abs))
                             .await
@@ -398,6 +574,19 @@ impl Faucet {
             Err(e) => match self.wallet.transaction(txid).await {
                 // Sent before (an earlier attempt whose answer was lost).
                 Ok(Some(tx)) if tx.in_mempool_or_chain => tx.fee_sat.map(i64::abs).or(fee_sat),
+                // A mined conflict spent an input: it will never be
+                // accepted. For the admin (Retry/Failed once it is deep).
+                Ok(Some(tx)) if tx.confirmations < 0 => {
+                    let note = format!(
+                        "transaction {txid} conflicts with mined transaction {} ({} confirmation(s)) and was refused: {e}. Retry or Failed once the conflict has {} confirmation(s)",
+                        tx.wallet_conflicts.join(", "),
+                        -tx.confirmations,
+                        self.settings.depth
+                    );
+                    let mut round = Round::default();
+                    self.needs_attention(batch.id, &note, &mut round).await;
+                    return false;
+                }
                 _ => {
                     tracing::warn!(batch = batch.id, txid, error = %e, "faucet: broadcast not accepted yet; the same transaction is sent again next round");
                     self.set_last_error(Some(format!("broadcast of {txid}: {e}")));
@@ -476,4 +665,19 @@ impl Faucet {
             }
         }
     }
+}
+
+/// Among the wallet's transactions carrying a batch's tag, the one that
+/// pays it: not replaced, conflicted or abandoned, and paying exactly the
+/// batch's outputs (a tag alone proves nothing: it repeats after a ledger
+/// restore or on a second install sharing the wallet).
+fn paying<'a>(txs: &'a [WalletTx], outputs: &[Output]) -> Option<&'a WalletTx> {
+    txs.iter()
+        .filter(|t| {
+            t.replaced_by_txid.is_none()
+                && t.confirmations >= 0
+                && !t.abandoned
+                && t.pays_exactly(outputs)
+        })
+        .max_by_key(|t| (t.confirmations, t.in_mempool_or_chain))
 }

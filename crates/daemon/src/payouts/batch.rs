@@ -651,6 +651,13 @@ impl Payouts {
             .max_by_key(|t| (t.confirmations, t.in_mempool_or_chain))
     }
 
+    /// [`Self::current_tx`] if it pays exactly the batch's outputs: a tag
+    /// alone (repeated after a ledger restore, or by a second install on
+    /// the same wallet) never makes a transaction a batch's payment.
+    fn paying_tx<'a>(found: &'a [WalletTx], outputs: &[Output]) -> Option<&'a WalletTx> {
+        Self::current_tx(found).filter(|t| t.pays_exactly(outputs))
+    }
+
     /// Reconciles one `sending` batch by its tag. Found: broadcast. Not
     /// found once the grace time has passed: needs attention (never resent).
     /// Node unreachable: try again later.
@@ -662,14 +669,14 @@ impl Payouts {
                 return;
             }
         };
-        let result = match Self::current_tx(&found) {
+        let result = match Self::paying_tx(&found, &batch.outputs) {
             Some(tx) => {
                 tracing::warn!(batch = batch.id, txid = %tx.txid, "reconciled: the batch was sent");
                 let tx = tx.clone();
                 self.finish_broadcast(batch, &tx.txid, tx.fee_sat.map(i64::abs)).await
             }
             None if !found.is_empty() => {
-                self.needs_attention(batch, "the wallet shows this batch's transaction only as replaced, conflicted or abandoned")
+                self.needs_attention(batch, "the wallet's transactions with this batch's tag are replaced, conflicted, abandoned or pay other outputs than the batch")
                     .await
             }
             None => {
@@ -754,7 +761,8 @@ impl Payouts {
                 // it is safe.
                 "needs_attention" if batch.txid.is_none() && batch.mode == "hot" => {
                     if let Ok(found) = self.inner.wallet.find_by_tag(&batch.tag).await
-                        && let Some(tx) = Self::current_tx(&found).filter(|t| t.in_mempool_or_chain)
+                        && let Some(tx) = Self::paying_tx(&found, &batch.outputs)
+                            .filter(|t| t.in_mempool_or_chain)
                     {
                         let tx = tx.clone();
                         tracing::warn!(batch = batch.id, txid = %tx.txid, "batch in needs_attention found in the wallet: recording it as paid");
@@ -789,7 +797,7 @@ impl Payouts {
         };
         if let Some(replacement) = tx.replaced_by_txid.clone() {
             if let Ok(Some(new)) = self.inner.wallet.transaction(&replacement).await
-                && Self::pays_outputs(&new, &batch.outputs)
+                && new.pays_exactly(&batch.outputs)
             {
                 let fee = new.fee_sat.map(i64::abs);
                 let result = self
@@ -810,8 +818,8 @@ impl Payouts {
             // our tag is fine (e.g. fee bumped elsewhere); anything else is
             // for the admin.
             if let Ok(found) = self.inner.wallet.find_by_tag(&batch.tag).await
-                && let Some(current) = Self::current_tx(&found)
-                    .filter(|t| t.txid != txid && Self::pays_outputs(t, &batch.outputs))
+                && let Some(current) =
+                    Self::paying_tx(&found, &batch.outputs).filter(|t| t.txid != txid)
             {
                 let current = current.clone();
                 let _ = self
@@ -947,15 +955,6 @@ impl Payouts {
         i64::from(self.inner.config.depth(self.inner.network))
     }
 
-    /// Whether a wallet transaction pays at least every output of a batch.
-    fn pays_outputs(tx: &WalletTx, outputs: &[Output]) -> bool {
-        outputs.iter().all(|o| {
-            tx.sends
-                .iter()
-                .any(|s| s.address == o.address && s.amount_sat == o.amount_sat)
-        })
-    }
-
     async fn record_replacement(
         &self,
         batch: &Batch,
@@ -1029,9 +1028,9 @@ impl Payouts {
                 let tx = self.inner.wallet.transaction(&txid).await?.ok_or_else(|| {
                     PayoutError::Invalid(format!("the wallet does not know transaction {txid}"))
                 })?;
-                if !Self::pays_outputs(&tx, &batch.outputs) {
+                if !tx.pays_exactly(&batch.outputs) {
                     return Err(PayoutError::Invalid(format!(
-                        "transaction {txid} does not pay every output of batch {batch_id}"
+                        "transaction {txid} does not pay exactly the outputs of batch {batch_id}"
                     )));
                 }
                 self.audit_decision(&actor, batch_id, &format!("resolved as paid by {txid}"))
@@ -1125,37 +1124,11 @@ impl Payouts {
         Ok(batch)
     }
 
-    /// `Ok` only when `txid` can never confirm: the wallet sees a
-    /// conflicting transaction with at least `payouts.confirmations`
-    /// confirmations (Core's negative `confirmations`). Anything else — in
-    /// the mempool, dropped but still in the wallet (Core rebroadcasts it),
-    /// unknown to the wallet, node unreachable — is a refusal with its
-    /// reason: paying again then could pay twice.
+    /// `Ok` only when `txid` can never confirm ([`crate::wallet::provably_dead`]).
     async fn provably_dead(&self, txid: &str) -> Result<(), PayoutError> {
-        let depth = self.depth();
-        let refuse = |why: String| {
-            Err(PayoutError::Conflict(format!(
-                "transaction {txid} {why}; Retry/Failed need a conflicting spend of its inputs with {depth} confirmation(s)"
-            )))
-        };
-        match self.inner.wallet.transaction(txid).await {
-            Ok(Some(tx)) if tx.confirmations <= -depth => Ok(()),
-            Ok(Some(tx)) if tx.confirmations < 0 => refuse(format!(
-                "conflicts with a transaction only {} deep (of {:?})",
-                -tx.confirmations, tx.wallet_conflicts
-            )),
-            Ok(Some(tx)) if tx.confirmations > 0 => {
-                refuse(format!("is confirmed ({} confirmations)", tx.confirmations))
-            }
-            Ok(Some(tx)) if tx.in_mempool_or_chain => refuse("is in the mempool".into()),
-            Ok(Some(_)) => refuse(
-                "is not in the mempool but the wallet still holds it and can rebroadcast it (the daemon does)".into(),
-            ),
-            Ok(None) => refuse(
-                "is unknown to the wallet, so nothing proves it cannot still be broadcast".into(),
-            ),
-            Err(e) => refuse(format!("cannot be checked now ({e})")),
-        }
+        crate::wallet::provably_dead(self.inner.wallet.as_ref(), txid, self.depth())
+            .await
+            .map_err(PayoutError::Conflict)
     }
 
     async fn audit_decision(

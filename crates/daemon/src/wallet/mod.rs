@@ -151,6 +151,57 @@ pub struct WalletTx {
     pub hex: Option<String>,
 }
 
+impl WalletTx {
+    /// Whether this transaction pays exactly `outputs` to others: the same
+    /// `(address, sat)` pairs, none missing and none extra (the wallet's
+    /// change is its own and never among `sends`). "Pays at least" would let
+    /// an unrelated transaction that happens to include one of our outputs
+    /// count as a batch's payment.
+    pub fn pays_exactly(&self, outputs: &[Output]) -> bool {
+        let key = |o: &Output| (o.address.clone(), o.amount_sat);
+        let mut paid: Vec<_> = self.sends.iter().map(key).collect();
+        let mut wanted: Vec<_> = outputs.iter().map(key).collect();
+        paid.sort();
+        wanted.sort();
+        paid == wanted
+    }
+}
+
+/// `Ok` only when `txid` can never confirm: the wallet sees a conflicting
+/// transaction with at least `depth` confirmations (Core's negative
+/// `confirmations`). Anything else (in the mempool, dropped but still in
+/// the wallet, which Core rebroadcasts; unknown to the wallet; node
+/// unreachable) is the reason paying again could pay twice.
+pub async fn provably_dead(
+    wallet: &dyn WalletBackend,
+    txid: &str,
+    depth: i64,
+) -> Result<(), String> {
+    let refuse = |why: String| {
+        Err(format!(
+            "transaction {txid} {why}; Retry/Failed need a conflicting spend of its inputs with {depth} confirmation(s)"
+        ))
+    };
+    match wallet.transaction(txid).await {
+        Ok(Some(tx)) if tx.confirmations <= -depth => Ok(()),
+        Ok(Some(tx)) if tx.confirmations < 0 => refuse(format!(
+            "conflicts with a transaction only {} deep (of {:?})",
+            -tx.confirmations, tx.wallet_conflicts
+        )),
+        Ok(Some(tx)) if tx.confirmations > 0 => {
+            refuse(format!("is confirmed ({} confirmations)", tx.confirmations))
+        }
+        Ok(Some(tx)) if tx.in_mempool_or_chain => refuse("is in the mempool".into()),
+        Ok(Some(_)) => refuse(
+            "is not in the mempool but the wallet still holds it and can rebroadcast it (the daemon does)".into(),
+        ),
+        Ok(None) => {
+            refuse("is unknown to the wallet, so nothing proves it cannot still be broadcast".into())
+        }
+        Err(e) => refuse(format!("cannot be checked now ({e})")),
+    }
+}
+
 /// A funded, unsigned PSBT from the wallet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FundedPsbt {
