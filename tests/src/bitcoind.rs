@@ -251,6 +251,63 @@ impl Bitcoind {
         )
     }
 
+    /// Someone holding `wallet`'s keys spends the first input of `txid`
+    /// elsewhere (to a fresh `to_wallet` address, 50,000 sat of fee, more
+    /// than the payment's, so it replaces it in the mempool) and
+    /// broadcasts it; returns the conflicting txid. Mine a block to make
+    /// the conflict stick.
+    pub async fn double_spend_first_input(
+        &self,
+        wallet: &str,
+        txid: &str,
+        to_wallet: &str,
+    ) -> String {
+        let raw = self
+            .call(None, "getrawtransaction", &json!([txid, true]).to_string())
+            .await
+            .to_serde();
+        let input = &raw["vin"][0];
+        let (prev, vout) = (
+            input["txid"].as_str().expect("prev txid").to_string(),
+            input["vout"].as_i64().expect("vout"),
+        );
+        let coin = self
+            .call(None, "gettxout", &json!([prev, vout, false]).to_string())
+            .await;
+        let value_sat = amount_sat(coin.get("value").expect("value"));
+        let elsewhere = self.new_address(to_wallet).await;
+        let pay_sat = value_sat - 50_000;
+        let unsigned = self
+            .call(
+                None,
+                "createrawtransaction",
+                &format!(
+                    r#"[[{{"txid":"{prev}","vout":{vout}}}],[{{"{elsewhere}":{}.{:08}}}]]"#,
+                    pay_sat / 100_000_000,
+                    pay_sat % 100_000_000
+                ),
+            )
+            .await;
+        let signed = self
+            .call(
+                Some(wallet),
+                "signrawtransactionwithwallet",
+                &json!([unsigned.as_str().expect("hex")]).to_string(),
+            )
+            .await
+            .to_serde();
+        assert_eq!(signed["complete"], true, "{signed}");
+        self.call(
+            None,
+            "sendrawtransaction",
+            &json!([signed["hex"]]).to_string(),
+        )
+        .await
+        .as_str()
+        .expect("conflict txid")
+        .to_string()
+    }
+
     /// How the daemon reaches `wallet` on this node.
     pub fn node(&self, wallet: &str) -> Node {
         Node {

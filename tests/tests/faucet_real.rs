@@ -198,3 +198,175 @@ async fn a_faucet_payment_is_committed_before_it_leaves_and_a_kill_at_every_step
         d.assert_wallet_verified();
     }
 }
+
+/// A daemon on `node`'s `pool` wallet with the faucet paying every second;
+/// `payouts` goes into the `[payouts]` section.
+async fn faucet_daemon(node: &Bitcoind, payouts: &str) -> Daemon {
+    Daemon::start(DaemonOptions {
+        config: config(
+            &node.node("pool"),
+            "hot",
+            payouts,
+            "[faucet]\ndifficulty_bits = 8\nbatch_interval_s = 1\n",
+        ),
+        ..Default::default()
+    })
+    .await
+}
+
+/// Polls faucet batch `id` until its state is `state`; returns its note.
+async fn wait_faucet_batch(d: &Daemon, id: i64, state: &str) -> String {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let now = d.sql_text(&format!(
+            "SELECT state || '|' || COALESCE(note, '') FROM faucet_batches WHERE id = {id}"
+        ));
+        if let Some(note) = now.strip_prefix(&format!("{state}|")) {
+            return note.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "faucet batch {id} never {state}: {now}\n{}",
+            d.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn account_msat(d: &Daemon, name: &str) -> i64 {
+    d.sql_i64(&format!(
+        "SELECT COALESCE((SELECT balance_msat FROM accounts WHERE name = '{name}'), 0)"
+    ))
+}
+
+/// A paid faucet payment whose input a mined conflict spends goes back to
+/// `needs_attention` naming the conflict, with its money still counted as
+/// sent (the conflict could reorg away). Failed is refused while the
+/// conflict is shallower than `payouts.confirmations`; once it is deep,
+/// Failed cancels the request, returns its hold to the budget and reverses
+/// the fee: ledger = wallet, nothing paid.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_conflicted_faucet_payment_is_reopened_and_failed_only_when_the_conflict_is_deep() {
+    let Some(exe) = exe_or_skip(SUITE) else {
+        return;
+    };
+    let node = Bitcoind::start(&exe).await;
+    node.create_wallet("pool").await;
+    node.create_wallet("recv").await;
+    let mine_to = node.new_address("pool").await;
+    node.mine(101, &mine_to).await;
+    let d = faucet_daemon(&node, "confirmations = 2").await;
+    let address = node.new_address("recv").await;
+    let id = claim(&d, &address).await;
+    let txid = wait_paid(&d, id).await;
+    let batch = d.sql_i64(&format!(
+        "SELECT batch_id FROM faucet_requests WHERE id = {id}"
+    ));
+    assert!(account_msat(&d, "fees:network") > 0, "fee booked when paid");
+
+    let conflict = node.double_spend_first_input("pool", &txid, "pool").await;
+    node.mine(1, &mine_to).await;
+    let note = wait_faucet_batch(&d, batch, "needs_attention").await;
+    assert!(note.contains(&conflict) && note.contains(&txid), "{note}");
+    assert_eq!(
+        account_msat(&d, "faucet:sent"),
+        AMOUNT_SAT * 1000,
+        "not returned yet"
+    );
+    let resolve = format!("/api/admin/faucet/batches/{batch}/resolve");
+    for outcome in ["failed", "retry"] {
+        let (status, refused) = d
+            .admin("POST", &resolve, Some(&json!({"outcome": outcome})))
+            .await;
+        assert_eq!(status, 409, "{outcome}: {refused}");
+        assert!(
+            refused.to_string().contains("only 1 deep"),
+            "{outcome}: {refused}"
+        );
+    }
+    d.assert_verified();
+
+    node.mine(1, &mine_to).await;
+    let (status, resolved) = d
+        .admin("POST", &resolve, Some(&json!({"outcome": "failed"})))
+        .await;
+    assert_eq!(status, 200, "{resolved}");
+    let (_, request) = d.get(&format!("/api/faucet/requests/{id}")).await;
+    assert_eq!(request["state"], "cancelled", "{request}");
+    assert_eq!(account_msat(&d, "faucet:sent"), 0);
+    assert_eq!(account_msat(&d, "faucet:held"), 0);
+    assert_eq!(
+        account_msat(&d, "fees:network"),
+        0,
+        "the dead payment's fee is reversed"
+    );
+    assert_eq!(node.received_sat("recv", &address, 0).await, 0);
+    d.assert_verified();
+    d.assert_wallet_verified();
+}
+
+/// The wallet's owner bumps a faucet payment's fee: the batch follows the
+/// replacement (txid, bytes, fee), it is final at the configured depth, and
+/// the tester is paid once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bumped_faucet_payment_is_followed_to_final() {
+    let Some(exe) = exe_or_skip(SUITE) else {
+        return;
+    };
+    let node = Bitcoind::start(&exe).await;
+    node.create_wallet("pool").await;
+    node.create_wallet("recv").await;
+    let mine_to = node.new_address("pool").await;
+    node.mine(101, &mine_to).await;
+    let d = faucet_daemon(&node, "confirmations = 2").await;
+    let address = node.new_address("recv").await;
+    let id = claim(&d, &address).await;
+    let txid = wait_paid(&d, id).await;
+    let batch = d.sql_i64(&format!(
+        "SELECT batch_id FROM faucet_requests WHERE id = {id}"
+    ));
+    let bumped = node
+        .call(Some("pool"), "bumpfee", &json!([txid]).to_string())
+        .await
+        .to_serde();
+    let new_txid = bumped["txid"].as_str().expect("replacement").to_string();
+    let deadline = Instant::now() + DEADLINE;
+    while d.sql_text(&format!(
+        "SELECT txid FROM faucet_batches WHERE id = {batch}"
+    )) != new_txid
+    {
+        assert!(
+            Instant::now() < deadline,
+            "replacement never followed\n{}",
+            d.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (_, request) = d.get(&format!("/api/faucet/requests/{id}")).await;
+    assert_eq!(request["txid"], new_txid.as_str(), "{request}");
+    node.mine(2, &mine_to).await;
+    let deadline = Instant::now() + DEADLINE;
+    while d.sql_i64(&format!(
+        "SELECT COUNT(*) FROM faucet_batches WHERE id = {batch} AND final_at IS NOT NULL AND confirmations >= 2"
+    )) == 0
+    {
+        assert!(Instant::now() < deadline, "never final\n{}", d.log_tail());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(node.received_sat("recv", &address, 1).await, AMOUNT_SAT);
+    let wallet_tx = node
+        .call(
+            Some("pool"),
+            "gettransaction",
+            &json!([new_txid]).to_string(),
+        )
+        .await;
+    let wallet_fee = -amount_sat(wallet_tx.get("fee").expect("fee"));
+    assert_eq!(
+        account_msat(&d, "fees:network"),
+        wallet_fee * 1000,
+        "ledger fee = the replacement's fee"
+    );
+    d.assert_verified();
+    d.assert_wallet_verified();
+}

@@ -181,51 +181,7 @@ async fn a_mined_conflict_is_named_and_failed_returns_funds_only_when_it_is_deep
 
     // Someone with the wallet's keys spends the payout's first input
     // elsewhere, at a higher fee: the payout leaves the mempool.
-    let raw = node
-        .call(None, "getrawtransaction", &json!([txid, true]).to_string())
-        .await
-        .to_serde();
-    let input = &raw["vin"][0];
-    let (prev, vout) = (
-        input["txid"].as_str().expect("prev txid").to_string(),
-        input["vout"].as_i64().expect("vout"),
-    );
-    let coin = node
-        .call(None, "gettxout", &json!([prev, vout, false]).to_string())
-        .await;
-    let value_sat = amount_sat(coin.get("value").expect("value"));
-    let elsewhere = node.new_address("recv").await;
-    let pay_sat = value_sat - 50_000;
-    let unsigned = node
-        .call(
-            None,
-            "createrawtransaction",
-            &format!(
-                r#"[[{{"txid":"{prev}","vout":{vout}}}],[{{"{elsewhere}":{}.{:08}}}]]"#,
-                pay_sat / 100_000_000,
-                pay_sat % 100_000_000
-            ),
-        )
-        .await;
-    let signed = node
-        .call(
-            Some("pool"),
-            "signrawtransactionwithwallet",
-            &json!([unsigned.as_str().expect("hex")]).to_string(),
-        )
-        .await
-        .to_serde();
-    assert_eq!(signed["complete"], true, "{signed}");
-    let conflict = node
-        .call(
-            None,
-            "sendrawtransaction",
-            &json!([signed["hex"]]).to_string(),
-        )
-        .await
-        .as_str()
-        .expect("conflict txid")
-        .to_string();
+    let conflict = node.double_spend_first_input("pool", &txid, "recv").await;
     assert_eq!(mempool(&node).await, vec![conflict.clone()]);
     node.mine(1, &mine_to).await;
 
