@@ -251,6 +251,81 @@ impl Bitcoind {
         )
     }
 
+    /// The txids in the node's mempool.
+    pub async fn mempool(&self) -> Vec<String> {
+        self.call(None, "getrawmempool", "[]")
+            .await
+            .as_arr()
+            .expect("mempool")
+            .iter()
+            .map(|t| t.as_str().expect("txid").to_string())
+            .collect()
+    }
+
+    /// Signs a PSBT with `wallet`'s keys, as an offline signer would
+    /// (`walletprocesspsbt`); the signed PSBT, base64.
+    pub async fn sign_psbt(&self, wallet: &str, psbt: &str) -> String {
+        self.call(
+            Some(wallet),
+            "walletprocesspsbt",
+            &json!([psbt]).to_string(),
+        )
+        .await
+        .get("psbt")
+        .and_then(|p| p.as_str())
+        .expect("signed psbt")
+        .to_string()
+    }
+
+    /// Someone holding `wallet`'s keys spends the first input of `txid`
+    /// elsewhere (to `to`, 50,000 sat of fee: it outbids the original) and
+    /// broadcasts it; returns the conflicting txid. Mining it makes `txid`
+    /// a transaction that can never confirm.
+    pub async fn spend_first_input_elsewhere(&self, wallet: &str, txid: &str, to: &str) -> String {
+        let raw = self
+            .call(None, "getrawtransaction", &json!([txid, true]).to_string())
+            .await
+            .to_serde();
+        let input = &raw["vin"][0];
+        let (prev, vout) = (
+            input["txid"].as_str().expect("prev txid").to_string(),
+            input["vout"].as_i64().expect("vout"),
+        );
+        let coin = self
+            .call(None, "gettxout", &json!([prev, vout, false]).to_string())
+            .await;
+        let pay_sat = amount_sat(coin.get("value").expect("value")) - 50_000;
+        let unsigned = self
+            .call(
+                None,
+                "createrawtransaction",
+                &format!(
+                    r#"[[{{"txid":"{prev}","vout":{vout}}}],[{{"{to}":{}.{:08}}}]]"#,
+                    pay_sat / 100_000_000,
+                    pay_sat % 100_000_000
+                ),
+            )
+            .await;
+        let signed = self
+            .call(
+                Some(wallet),
+                "signrawtransactionwithwallet",
+                &json!([unsigned.as_str().expect("hex")]).to_string(),
+            )
+            .await
+            .to_serde();
+        assert_eq!(signed["complete"], true, "{signed}");
+        self.call(
+            None,
+            "sendrawtransaction",
+            &json!([signed["hex"]]).to_string(),
+        )
+        .await
+        .as_str()
+        .expect("conflict txid")
+        .to_string()
+    }
+
     /// How the daemon reaches `wallet` on this node.
     pub fn node(&self, wallet: &str) -> Node {
         Node {
