@@ -1,8 +1,16 @@
-//! The TUI's own client code (`pooldesk_tui::client::one_shot`, the
-//! socket code `pooldesk` runs) against a real `pooldeskd`: each control
-//! request the TUI sends changes the daemon's state as the daemon itself
-//! reports it (HTTP answers, the ledger), and the TUI's miner sort is
-//! checked against the order the daemon's `sort_rows` produced.
+//! The TUI's own client code (`pooldesk_tui::client::one_shot` and its
+//! socket task `spawn`, the code `pooldesk` runs) against a real
+//! `pooldeskd`: each control request the TUI sends changes the daemon's
+//! state as the daemon itself reports it (HTTP answers, the ledger, the
+//! regtest node), and the TUI's miner sort is checked against the order the
+//! daemon's `sort_rows` produced. Every request of
+//! `pooldesk_proto::control::Request` is sent here: Snapshot, Subscribe,
+//! ListMiners, MinerDetail, SetMinerActive, IssueKey, ListWithdrawals,
+//! ApproveWithdrawals, RejectWithdrawal, SendBatch (hot and cold),
+//! ListBatches, PsbtReview, ImportPsbt, FinalizePsbt, ResolveBatch (Failed,
+//! Paid), SetPayoutsPaused, FaucetStatus, ResolveFaucetBatch (Failed, Paid)
+//! and AuditPage. The PSBT and resolution tests need a real Bitcoin Core
+//! (`BITCOIND_EXE`); without one they say so and, under `CI=true`, fail.
 
 use std::time::Duration;
 
@@ -1106,4 +1114,223 @@ async fn resolve_faucet_batch_from_the_tui_against_a_real_wallet_body() {
     );
     assert_eq!(node.received_sat("recv", &address, 0).await, 10_000);
     d.assert_verified();
+}
+
+// ---- the read side and approvals: Subscribe, ListWithdrawals, ------------------
+// ---- ApproveWithdrawals, AuditPage, FaucetStatus, Snapshot ---------------------
+
+#[test]
+fn read_requests_and_approvals_from_the_tui_are_the_real_daemons_state() {
+    on_a_big_stack(read_requests_and_approvals_from_the_tui_are_the_real_daemons_state_body);
+}
+
+/// The requests the other tests only reach through the App: each answer is
+/// checked against the daemon's own HTTP view or ledger, and the
+/// subscription (the TUI's long-lived socket task) carries the daemon's
+/// event for the approval.
+async fn read_requests_and_approvals_from_the_tui_are_the_real_daemons_state_body() {
+    use pooldesk_proto::control::{Outcome, RequestFrame};
+    use pooldesk_proto::model::{Event, ListWithdrawals};
+    use pooldesk_tui::client::{Backoff, spawn};
+
+    let s = Setup::with_standin("hot", "", "[faucet]\ndifficulty_bits = 8\n").await;
+    let d = &s.daemon;
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = format!("uid:{}", unsafe { libc::getuid() });
+
+    // Subscribe on the TUI's own socket task.
+    let (events_tx, mut events) = tokio::sync::mpsc::channel(1024);
+    let requests = spawn(d.socket.clone(), Backoff::default(), events_tx);
+    loop {
+        if let ClientEvent::Connected(welcome) = next(&mut events).await {
+            assert_eq!(welcome.peer_uid.to_string(), uid["uid:".len()..]);
+            break;
+        }
+    }
+    requests
+        .send(RequestFrame {
+            id: 1,
+            body: Request::Subscribe,
+        })
+        .await
+        .expect("queue subscribe");
+    loop {
+        if let ClientEvent::Response(r) = next(&mut events).await {
+            assert_eq!(r.id, 1);
+            assert_eq!(r.outcome, Outcome::Ok(Response::Subscribed));
+            break;
+        }
+    }
+
+    // ListWithdrawals: the daemon's rows, as its HTTP API lists them.
+    let id = s.request("0.0002").await;
+    let listed = match tui_ok(
+        d,
+        Request::ListWithdrawals(ListWithdrawals {
+            state: Some("requested".into()),
+            offset: 0,
+            limit: None,
+        }),
+    )
+    .await
+    {
+        Response::Withdrawals(page) => page,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(listed.total, 1);
+    let row = &listed.rows[0];
+    let http = s.withdrawal(id).await;
+    assert_eq!(
+        (
+            row.id,
+            row.miner_id.as_str(),
+            row.amount_sat,
+            row.address.as_str()
+        ),
+        (
+            id,
+            s.miner.as_str(),
+            http["amount_sat"].as_i64().expect("amount_sat"),
+            s.address.as_str()
+        )
+    );
+    assert_eq!(row.amount_sat, 20_000);
+
+    // ApproveWithdrawals: approved in the daemon, decided by this peer's
+    // uid; an unknown id is refused in its own row.
+    let results = match tui_ok(
+        d,
+        Request::ApproveWithdrawals {
+            ids: vec![id, 999_999],
+        },
+    )
+    .await
+    {
+        Response::Approvals(r) => r,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert!(results[0].ok && results[0].state.as_deref() == Some("approved"));
+    assert!(!results[1].ok && results[1].error.is_some(), "{results:?}");
+    let http = s.withdrawal(id).await;
+    assert_eq!(
+        (http["state"].as_str(), http["decided_by"].as_str()),
+        (Some("approved"), Some(uid.as_str()))
+    );
+    // ... and the subscription carried the daemon's event for it.
+    loop {
+        if let ClientEvent::Event(frame) = next(&mut events).await
+            && let Event::Withdrawal(w) = frame.event
+            && w.id == id
+            && w.state == "approved"
+        {
+            assert_eq!(w.decided_by.as_deref(), Some(uid.as_str()));
+            break;
+        }
+    }
+    drop(requests);
+
+    // AuditPage: the approval, under this uid.
+    let audit = match tui_ok(
+        d,
+        Request::AuditPage {
+            before_id: None,
+            limit: Some(50),
+        },
+    )
+    .await
+    {
+        Response::Audit(page) => page,
+        other => panic!("{other:?}"),
+    };
+    let subject = format!("withdrawal:{id}");
+    assert!(
+        audit
+            .entries
+            .iter()
+            .any(|e| e.actor == uid && e.subject == subject && e.action.contains("approve")),
+        "{:#?}",
+        audit.entries
+    );
+    assert!(
+        audit.entries.windows(2).all(|w| w[0].id > w[1].id),
+        "newest first"
+    );
+
+    // FaucetStatus: the daemon's faucet, as its public API states it, with
+    // the claim just made.
+    let claim = d
+        .faucet_claim(
+            &s.standin()
+                .new_external_address(pooldesk_e2e::standin::AddrKind::P2wpkh),
+        )
+        .await;
+    let faucet = match tui_ok(d, Request::FaucetStatus).await {
+        Response::Faucet(f) => *f,
+        other => panic!("{other:?}"),
+    };
+    let (status, public) = d.get("/api/faucet").await;
+    assert_eq!(status, 200, "{public}");
+    assert_eq!(
+        (
+            faucet.enabled,
+            faucet.amount_sat,
+            faucet.daily_budget_sat,
+            faucet.cooldown_s
+        ),
+        (
+            public["enabled"].as_bool().expect("enabled"),
+            public["amount_sat"].as_i64().expect("amount"),
+            public["daily_budget_sat"].as_i64().expect("budget"),
+            public["cooldown_s"].as_u64().expect("cooldown"),
+        )
+    );
+    assert!(
+        faucet
+            .queued
+            .iter()
+            .chain(&faucet.recent)
+            .any(|r| r.id == claim),
+        "{faucet:?}"
+    );
+
+    // Snapshot: the daemon's counts and ledger totals (the snapshot is
+    // refreshed by the daemon: wait for the one showing the approval).
+    let deadline = std::time::Instant::now() + WAIT;
+    let snapshot = loop {
+        let snapshot = match tui_ok(d, Request::Snapshot).await {
+            Response::Snapshot(s) => *s,
+            other => panic!("{other:?}"),
+        };
+        if snapshot.withdrawals.approved == 1 {
+            break snapshot;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the snapshot never showed the approval: {:?}",
+            snapshot.withdrawals
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(snapshot.payout_mode, "hot");
+    assert_eq!(snapshot.miners_total, 1);
+    assert_eq!(
+        snapshot.ledger.owed_msat,
+        d.balance_msat(&s.miner).await,
+        "what the pool owes is the one miner's balance"
+    );
+    assert_eq!(
+        snapshot.ledger.held_msat,
+        d.sql_i64("SELECT balance_msat FROM accounts WHERE name = 'withdrawals:held'")
+    );
+    assert_eq!(snapshot.ledger.held_msat, 20_000_000);
+    d.assert_verified();
+}
+
+/// The next thing the TUI's socket task reports (within the deadline).
+async fn next(events: &mut tokio::sync::mpsc::Receiver<ClientEvent>) -> ClientEvent {
+    tokio::time::timeout(WAIT, events.recv())
+        .await
+        .expect("the TUI's client went quiet")
+        .expect("the TUI's client ended")
 }
