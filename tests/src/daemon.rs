@@ -493,9 +493,6 @@ impl Daemon {
         response(self.http.get(format!("{}{path}", self.url)).send().await).await
     }
 
-    /// A miner's balance in msat; panics when the daemon does not know the
-    /// miner, so "equals 0" can never be a miner that is not there (use
-    /// [`Daemon::balance_msat_if_known`] to check for absence).
     /// Fetches a faucet challenge, solves it for `address` and posts the
     /// claim; returns the request id.
     pub async fn faucet_claim(&self, address: &str) -> i64 {
@@ -523,6 +520,9 @@ impl Daemon {
         body["request_id"].as_i64().expect("request_id")
     }
 
+    /// A miner's balance in msat; panics when the daemon does not know the
+    /// miner, so "equals 0" can never be a miner that is not there (use
+    /// [`Daemon::balance_msat_if_known`] to check for absence).
     pub async fn balance_msat(&self, miner: &str) -> i64 {
         self.balance_msat_if_known(miner)
             .await
