@@ -251,17 +251,37 @@ impl Bitcoind {
         )
     }
 
+    /// The txids in the node's mempool.
+    pub async fn mempool(&self) -> Vec<String> {
+        self.call(None, "getrawmempool", "[]")
+            .await
+            .as_arr()
+            .expect("mempool")
+            .iter()
+            .map(|t| t.as_str().expect("txid").to_string())
+            .collect()
+    }
+
+    /// Signs a PSBT with `wallet`'s keys, as an offline signer would
+    /// (`walletprocesspsbt`); the signed PSBT, base64.
+    pub async fn sign_psbt(&self, wallet: &str, psbt: &str) -> String {
+        self.call(
+            Some(wallet),
+            "walletprocesspsbt",
+            &json!([psbt]).to_string(),
+        )
+        .await
+        .get("psbt")
+        .and_then(|p| p.as_str())
+        .expect("signed psbt")
+        .to_string()
+    }
+
     /// Someone holding `wallet`'s keys spends the first input of `txid`
-    /// elsewhere (to a fresh `to_wallet` address, 50,000 sat of fee, more
-    /// than the payment's, so it replaces it in the mempool) and
-    /// broadcasts it; returns the conflicting txid. Mine a block to make
-    /// the conflict stick.
-    pub async fn double_spend_first_input(
-        &self,
-        wallet: &str,
-        txid: &str,
-        to_wallet: &str,
-    ) -> String {
+    /// elsewhere (to `to`, 50,000 sat of fee: it outbids the original) and
+    /// broadcasts it; returns the conflicting txid. Mining it makes `txid`
+    /// a transaction that can never confirm.
+    pub async fn spend_first_input_elsewhere(&self, wallet: &str, txid: &str, to: &str) -> String {
         let raw = self
             .call(None, "getrawtransaction", &json!([txid, true]).to_string())
             .await
@@ -274,15 +294,13 @@ impl Bitcoind {
         let coin = self
             .call(None, "gettxout", &json!([prev, vout, false]).to_string())
             .await;
-        let value_sat = amount_sat(coin.get("value").expect("value"));
-        let elsewhere = self.new_address(to_wallet).await;
-        let pay_sat = value_sat - 50_000;
+        let pay_sat = amount_sat(coin.get("value").expect("value")) - 50_000;
         let unsigned = self
             .call(
                 None,
                 "createrawtransaction",
                 &format!(
-                    r#"[[{{"txid":"{prev}","vout":{vout}}}],[{{"{elsewhere}":{}.{:08}}}]]"#,
+                    r#"[[{{"txid":"{prev}","vout":{vout}}}],[{{"{to}":{}.{:08}}}]]"#,
                     pay_sat / 100_000_000,
                     pay_sat % 100_000_000
                 ),

@@ -493,6 +493,33 @@ impl Daemon {
         response(self.http.get(format!("{}{path}", self.url)).send().await).await
     }
 
+    /// Fetches a faucet challenge, solves it for `address` and posts the
+    /// claim; returns the request id.
+    pub async fn faucet_claim(&self, address: &str) -> i64 {
+        let (status, body) = self.get("/api/faucet/challenge").await;
+        assert_eq!(status, 200, "challenge: {body}");
+        let challenge = body["challenge"].as_str().expect("challenge").to_string();
+        let bits = body["difficulty_bits"].as_u64().expect("bits") as u32;
+        let nonce = pooldesk_proto::pow::solve_pow(&challenge, address, bits);
+        let response = self
+            .http
+            .post(format!("{}/api/faucet", self.url))
+            .header("content-type", "application/json")
+            .body(
+                serde_json::to_vec(
+                    &serde_json::json!({"address": address, "challenge": challenge, "nonce": nonce}),
+                )
+                .expect("json"),
+            )
+            .send()
+            .await
+            .expect("post faucet");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 202, "{body}");
+        body["request_id"].as_i64().expect("request_id")
+    }
+
     /// A miner's balance in msat; panics when the daemon does not know the
     /// miner, so "equals 0" can never be a miner that is not there (use
     /// [`Daemon::balance_msat_if_known`] to check for absence).

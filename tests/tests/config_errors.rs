@@ -84,3 +84,21 @@ fn unknown_environment_override_is_named() {
     assert!(!ok);
     assert_one_line_naming(&stderr, "ingest.rate_per_share_btc");
 }
+
+#[test]
+fn the_simulated_wallet_is_refused_on_mainnet() {
+    let (ok, stderr) = run(
+        Some("network = \"mainnet\"\nwallet_backend = \"simulated\"\n"),
+        &[],
+    );
+    assert!(!ok, "pooldeskd started a simulated wallet on mainnet");
+    assert_one_line_naming(&stderr, "the simulated wallet cannot run on mainnet");
+    assert_one_line_naming(&stderr, "wallet_backend");
+    // The same through the environment override of the network.
+    let (ok, stderr) = run(
+        Some("wallet_backend = \"simulated\"\n"),
+        &[("POOLDESK_NETWORK", "mainnet")],
+    );
+    assert!(!ok);
+    assert_one_line_naming(&stderr, "the simulated wallet cannot run on mainnet");
+}

@@ -13,7 +13,7 @@ use pooldesk_e2e::bitcoind::{Bitcoind, exe_or_skip};
 use pooldesk_e2e::daemon::{Daemon, DaemonOptions};
 use pooldesk_e2e::payouts::config;
 use pooldesk_e2e::standin::client::amount_sat;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const SUITE: &str = "faucet_real";
 const CRASH: &str = "POOLDESK_TEST_CRASH_AT";
@@ -30,33 +30,6 @@ async fn mempool(node: &Bitcoind) -> Vec<String> {
         .iter()
         .map(|t| t.as_str().expect("txid").to_string())
         .collect()
-}
-
-/// Fetches a challenge, solves it for `address` and posts the request;
-/// returns the request id.
-async fn claim(d: &Daemon, address: &str) -> i64 {
-    let (status, body) = d.get("/api/faucet/challenge").await;
-    assert_eq!(status, 200, "challenge: {body}");
-    let challenge = body["challenge"].as_str().expect("challenge").to_string();
-    let bits = body["difficulty_bits"].as_u64().expect("bits") as u32;
-    let nonce = pooldesk_proto::pow::solve_pow(&challenge, address, bits);
-    let response = d
-        .http
-        .post(format!("{}/api/faucet", d.url))
-        .header("content-type", "application/json")
-        .body(
-            serde_json::to_vec(
-                &json!({"address": address, "challenge": challenge, "nonce": nonce}),
-            )
-            .expect("json"),
-        )
-        .send()
-        .await
-        .expect("post faucet");
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert_eq!(status, 202, "{body}");
-    body["request_id"].as_i64().expect("request_id")
 }
 
 async fn wait_paid(d: &Daemon, id: i64) -> String {
@@ -120,7 +93,7 @@ async fn a_faucet_payment_is_committed_before_it_leaves_and_a_kill_at_every_step
             ..Default::default()
         })
         .await;
-        let id = claim(&d, &address).await;
+        let id = d.faucet_claim(&address).await;
         // The next faucet round dies at `step`.
         d.wait_exited(DEADLINE).await;
         let committed = d.sql_i64(
@@ -257,14 +230,17 @@ async fn a_conflicted_faucet_payment_is_reopened_and_failed_only_when_the_confli
     node.mine(101, &mine_to).await;
     let d = faucet_daemon(&node, "confirmations = 2").await;
     let address = node.new_address("recv").await;
-    let id = claim(&d, &address).await;
+    let id = d.faucet_claim(&address).await;
     let txid = wait_paid(&d, id).await;
     let batch = d.sql_i64(&format!(
         "SELECT batch_id FROM faucet_requests WHERE id = {id}"
     ));
     assert!(account_msat(&d, "fees:network") > 0, "fee booked when paid");
 
-    let conflict = node.double_spend_first_input("pool", &txid, "pool").await;
+    let elsewhere = node.new_address("pool").await;
+    let conflict = node
+        .spend_first_input_elsewhere("pool", &txid, &elsewhere)
+        .await;
     node.mine(1, &mine_to).await;
     let note = wait_faucet_batch(&d, batch, "needs_attention").await;
     assert!(note.contains(&conflict) && note.contains(&txid), "{note}");
@@ -320,7 +296,7 @@ async fn a_bumped_faucet_payment_is_followed_to_final() {
     node.mine(101, &mine_to).await;
     let d = faucet_daemon(&node, "confirmations = 2").await;
     let address = node.new_address("recv").await;
-    let id = claim(&d, &address).await;
+    let id = d.faucet_claim(&address).await;
     let txid = wait_paid(&d, id).await;
     let batch = d.sql_i64(&format!(
         "SELECT batch_id FROM faucet_requests WHERE id = {id}"

@@ -181,7 +181,10 @@ async fn a_mined_conflict_is_named_and_failed_returns_funds_only_when_it_is_deep
 
     // Someone with the wallet's keys spends the payout's first input
     // elsewhere, at a higher fee: the payout leaves the mempool.
-    let conflict = node.double_spend_first_input("pool", &txid, "recv").await;
+    let elsewhere = node.new_address("recv").await;
+    let conflict = node
+        .spend_first_input_elsewhere("pool", &txid, &elsewhere)
+        .await;
     assert_eq!(mempool(&node).await, vec![conflict.clone()]);
     node.mine(1, &mine_to).await;
 

@@ -1,8 +1,16 @@
-//! The TUI's own client code (`pooldesk_tui::client::one_shot`, the
-//! socket code `pooldesk` runs) against a real `pooldeskd`: each control
-//! request the TUI sends changes the daemon's state as the daemon itself
-//! reports it (HTTP answers, the ledger), and the TUI's miner sort is
-//! checked against the order the daemon's `sort_rows` produced.
+//! The TUI's own client code (`pooldesk_tui::client::one_shot` and its
+//! socket task `spawn`, the code `pooldesk` runs) against a real
+//! `pooldeskd`: each control request the TUI sends changes the daemon's
+//! state as the daemon itself reports it (HTTP answers, the ledger, the
+//! regtest node), and the TUI's miner sort is checked against the order the
+//! daemon's `sort_rows` produced. Every request of
+//! `pooldesk_proto::control::Request` is sent here: Snapshot, Subscribe,
+//! ListMiners, MinerDetail, SetMinerActive, IssueKey, ListWithdrawals,
+//! ApproveWithdrawals, RejectWithdrawal, SendBatch (hot and cold),
+//! ListBatches, PsbtReview, ImportPsbt, FinalizePsbt, ResolveBatch (Failed,
+//! Paid), SetPayoutsPaused, FaucetStatus, ResolveFaucetBatch (Failed, Paid)
+//! and AuditPage. The PSBT and resolution tests need a real Bitcoin Core
+//! (`BITCOIND_EXE`); without one they say so and, under `CI=true`, fail.
 
 use std::time::Duration;
 
@@ -569,4 +577,760 @@ async fn the_tui_app_driven_by_keys_changes_the_real_daemon_body() {
     );
     assert_ne!(s.withdrawal(approved).await["state"], "approved");
     d.assert_verified();
+}
+
+// ---- PSBT review, import, finalize and batch resolutions: a real wallet -------
+
+use pooldesk_e2e::bitcoind::{Bitcoind, exe_or_skip};
+use pooldesk_proto::model::BatchResolution;
+
+const SUITE: &str = "tui_control_real";
+const CRASH: &str = "POOLDESK_TEST_CRASH_AT";
+
+/// A regtest node with a `pool` wallet holding `mature` spendable
+/// coinbases and an empty `recv` wallet; `None` when the suite is skipped
+/// (which fails under `CI=true`).
+async fn node_with_coins(mature: u32) -> Option<(Bitcoind, String)> {
+    let exe = exe_or_skip(SUITE)?;
+    let node = Bitcoind::start(&exe).await;
+    node.create_wallet("pool").await;
+    node.create_wallet("recv").await;
+    let mine_to = node.new_address("pool").await;
+    node.mine(100 + mature, &mine_to).await;
+    Some((node, mine_to))
+}
+
+/// The daemon's batch `id` as the TUI lists it.
+async fn batch_row(d: &Daemon, id: i64) -> pooldesk_proto::model::BatchRow {
+    match tui_ok(d, Request::ListBatches { limit: None }).await {
+        Response::Batches(rows) => rows
+            .into_iter()
+            .find(|r| r.id == id)
+            .unwrap_or_else(|| panic!("batch {id} is not listed")),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Polls (through the TUI's client) until batch `id` is in `state`.
+async fn wait_batch_state(d: &Daemon, id: i64, state: &str) -> pooldesk_proto::model::BatchRow {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let row = batch_row(d, id).await;
+        if row.state == state {
+            return row;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "batch {id} never reached {state}: {row:?}\n{}",
+            d.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn psbt_review(d: &Daemon, psbt_id: i64) -> pooldesk_proto::model::PsbtReview {
+    match tui_ok(d, Request::PsbtReview { psbt_id }).await {
+        Response::PsbtReview(review) => *review,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn cold_psbt_requests_from_the_tui_pay_through_a_real_wallet() {
+    on_a_big_stack(cold_psbt_requests_from_the_tui_pay_through_a_real_wallet_body);
+}
+
+/// SendBatch (cold) → PsbtReview → ImportPsbt (a foreign PSBT refused, the
+/// one signed by Core's `walletprocesspsbt` taken) → FinalizePsbt: each
+/// step is the daemon's state (its batch, withdrawal and PSBT records), and
+/// the receiver is paid once, by the reviewed transaction.
+async fn cold_psbt_requests_from_the_tui_pay_through_a_real_wallet_body() {
+    let Some((node, mine_to)) = node_with_coins(2).await else {
+        return;
+    };
+    let address = node.new_address("recv").await;
+    let s = Setup::with_node(&node.node("pool"), "cold", "", "", address.clone()).await;
+    let d = &s.daemon;
+    let id = s.request("0.0004").await;
+    s.approve(id).await;
+
+    // SendBatch in cold mode: a PSBT, recorded, nothing sent.
+    let created = match tui_ok(
+        d,
+        Request::SendBatch {
+            withdrawal_ids: vec![],
+        },
+    )
+    .await
+    {
+        Response::Batch(b) => b,
+        other => panic!("{other:?}"),
+    };
+    let (batch_id, psbt_id) = (
+        created.batch.id,
+        created.batch.psbt_id.expect("a cold batch names its PSBT"),
+    );
+    let unsigned = created.psbt.expect("a cold batch carries its PSBT");
+    assert_eq!(created.batch.withdrawal_ids, vec![id]);
+    assert_eq!(s.withdrawal(id).await["state"], "batched");
+    assert_eq!(
+        d.sql_text(&format!(
+            "SELECT state || ':' || unsigned_psbt FROM psbts WHERE id = {psbt_id}"
+        )),
+        format!("unsigned:{unsigned}")
+    );
+    assert!(
+        node.mempool().await.is_empty(),
+        "a cold batch sends nothing"
+    );
+
+    // PsbtReview: the daemon's reading of the PSBT it built.
+    let review = psbt_review(d, psbt_id).await;
+    assert_eq!(
+        (review.batch_id, review.state.as_str(), review.psbt.as_str()),
+        (batch_id, "unsigned", unsigned.as_str())
+    );
+    assert_eq!(review.paid_to_miners_sat, 40_000);
+    assert!(!review.signatures.complete && review.signatures.inputs_signed == 0);
+    let paid: Vec<_> = review
+        .outputs
+        .iter()
+        .filter(|o| o.role == "withdrawal")
+        .map(|o| (o.address.as_str(), o.amount_sat, o.withdrawal_ids.clone()))
+        .collect();
+    assert_eq!(paid, vec![(address.as_str(), 40_000, vec![id])]);
+    assert!(review.warnings.is_empty(), "{:?}", review.warnings);
+
+    // ImportPsbt of a signed PSBT paying someone else: refused, nothing kept.
+    let elsewhere = node.new_address("recv").await;
+    let foreign = node
+        .call(
+            Some("pool"),
+            "walletcreatefundedpsbt",
+            &json!([[], [{ elsewhere.clone(): 0.0004 }]]).to_string(),
+        )
+        .await;
+    let foreign = node
+        .sign_psbt(
+            "pool",
+            foreign.get("psbt").and_then(|p| p.as_str()).expect("psbt"),
+        )
+        .await;
+    let refused = tui(
+        d,
+        Request::ImportPsbt {
+            psbt_id,
+            psbt: foreign,
+        },
+    )
+    .await;
+    assert!(
+        matches!(&refused, Err(e) if e.ends_with("(psbt_mismatch)")),
+        "{refused:?}"
+    );
+    assert_eq!(psbt_review(d, psbt_id).await.state, "unsigned");
+    assert_eq!(
+        d.sql_i64(&format!(
+            "SELECT COUNT(*) FROM psbts WHERE id = {psbt_id} AND signed_psbt IS NULL"
+        )),
+        1,
+        "the refused PSBT was stored"
+    );
+
+    // ImportPsbt of the PSBT signed by the wallet, as an offline signer
+    // would: stored, reviewed as complete; still nothing sent.
+    let signed = node.sign_psbt("pool", &unsigned).await;
+    let imported = match tui_ok(
+        d,
+        Request::ImportPsbt {
+            psbt_id,
+            psbt: signed.clone(),
+        },
+    )
+    .await
+    {
+        Response::PsbtReview(r) => *r,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(imported.state, "signed");
+    assert!(imported.signatures.complete, "{:?}", imported.signatures);
+    assert!(
+        imported.differences.is_empty(),
+        "{:?}",
+        imported.differences
+    );
+    assert_eq!(
+        d.sql_text(&format!(
+            "SELECT state || ':' || signed_psbt FROM psbts WHERE id = {psbt_id}"
+        )),
+        format!("signed:{signed}")
+    );
+    assert_eq!(batch_row(d, batch_id).await.state, "signed");
+    assert!(node.mempool().await.is_empty(), "import sends nothing");
+
+    // FinalizePsbt: broadcast by the daemon, the reviewed txid, paid once.
+    let sent = match tui_ok(d, Request::FinalizePsbt { psbt_id }).await {
+        Response::Broadcast(b) => b,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(sent.batch_id, batch_id);
+    assert_eq!(review.txid.as_deref(), Some(sent.txid.as_str()));
+    assert_eq!(node.mempool().await, vec![sent.txid.clone()]);
+    assert_eq!(node.received_sat("recv", &address, 0).await, 40_000);
+    let w = s.withdrawal(id).await;
+    assert_eq!(
+        (w["state"].as_str(), w["txid"].as_str()),
+        (Some("broadcast"), Some(sent.txid.as_str()))
+    );
+    assert_eq!(s.ledger_paid_sat(), 40_000);
+    let after = psbt_review(d, psbt_id).await;
+    assert_eq!(after.state, "broadcast");
+    // A second finalize is not a second payment.
+    let again = tui(d, Request::FinalizePsbt { psbt_id }).await;
+    assert!(again.is_err(), "{again:?}");
+    node.mine(1, &mine_to).await;
+    s.wait_withdrawal(id, &["confirmed"], WAIT).await;
+    assert_eq!(node.received_sat("recv", &address, 1).await, 40_000);
+    d.assert_verified();
+    d.assert_wallet_verified();
+}
+
+#[test]
+fn resolve_batch_from_the_tui_failed_then_paid_against_a_real_wallet() {
+    on_a_big_stack(resolve_batch_from_the_tui_failed_then_paid_against_a_real_wallet_body);
+}
+
+/// Two payouts whose transactions are killed by a mined conflicting spend
+/// (so each batch lands in `needs_attention`): the first is resolved
+/// Failed through the TUI (money back to the miner, nothing paid, inputs
+/// unlocked), the second Paid with the txid of the admin's own payment
+/// (recorded as the batch's transaction; the receiver is paid once).
+async fn resolve_batch_from_the_tui_failed_then_paid_against_a_real_wallet_body() {
+    let Some((node, mine_to)) = node_with_coins(5).await else {
+        return;
+    };
+    let address = node.new_address("recv").await;
+    let s = Setup::with_node(
+        &node.node("pool"),
+        "hot",
+        "confirmations = 2",
+        "",
+        address.clone(),
+    )
+    .await;
+    let d = &s.daemon;
+    let funded = d.balance_msat(&s.miner).await;
+
+    // A batch sent through the TUI, then killed by a mined conflict.
+    let attention = |amount: &'static str| {
+        let (s, node, mine_to) = (&s, &node, &mine_to);
+        async move {
+            let id = s.request(amount).await;
+            s.approve(id).await;
+            let sent = match tui_ok(
+                &s.daemon,
+                Request::SendBatch {
+                    withdrawal_ids: vec![],
+                },
+            )
+            .await
+            {
+                Response::Batch(b) => b.batch,
+                other => panic!("{other:?}"),
+            };
+            let txid = sent.txid.clone().expect("hot batches know their txid");
+            let elsewhere = node.new_address("recv").await;
+            let conflict = node
+                .spend_first_input_elsewhere("pool", &txid, &elsewhere)
+                .await;
+            node.mine(1, mine_to).await;
+            let row = wait_batch_state(&s.daemon, sent.id, "needs_attention").await;
+            assert!(
+                row.note.as_deref().unwrap_or_default().contains(&conflict),
+                "{row:?}"
+            );
+            assert_eq!(s.withdrawal(id).await["state"], "needs_attention");
+            (id, sent.id, conflict)
+        }
+    };
+
+    // Failed: refused while the conflict is 1 deep of 2 (the payout could
+    // still come back), then returns the money once it is deep.
+    let (first, batch_id, conflict) = attention("0.0002").await;
+    assert_eq!(
+        s.ledger_paid_sat(),
+        20_000,
+        "counted as paid until resolved"
+    );
+    let early = tui(
+        d,
+        Request::ResolveBatch {
+            batch_id,
+            resolution: BatchResolution::Failed,
+        },
+    )
+    .await;
+    assert!(
+        matches!(&early, Err(e) if e.contains("only 1 deep") && e.ends_with("(conflict)")),
+        "{early:?}"
+    );
+    assert_eq!(batch_row(d, batch_id).await.state, "needs_attention");
+    // Paid with a transaction that does not pay the batch: refused.
+    let wrong = tui(
+        d,
+        Request::ResolveBatch {
+            batch_id,
+            resolution: BatchResolution::Paid {
+                txid: conflict.clone(),
+            },
+        },
+    )
+    .await;
+    assert!(
+        matches!(&wrong, Err(e) if e.ends_with("(invalid)")),
+        "{wrong:?}"
+    );
+    node.mine(1, &mine_to).await;
+    let done = tui_ok(
+        d,
+        Request::ResolveBatch {
+            batch_id,
+            resolution: BatchResolution::Failed,
+        },
+    )
+    .await;
+    assert!(matches!(done, Response::Done(_)), "{done:?}");
+    assert_eq!(batch_row(d, batch_id).await.state, "failed");
+    assert_eq!(s.withdrawal(first).await["state"], "failed");
+    assert_eq!(d.balance_msat(&s.miner).await, funded, "money back");
+    assert_eq!(s.ledger_paid_sat(), 0);
+    assert_eq!(
+        d.sql_i64(
+            "SELECT COALESCE(SUM(balance_msat), 0) FROM accounts WHERE name = 'fees:network'"
+        ),
+        0,
+        "the dead transaction's fee is reversed"
+    );
+    let locks = node.call(Some("pool"), "listlockunspent", "[]").await;
+    assert_eq!(
+        locks.as_arr().map(|l| l.len()),
+        Some(0),
+        "{}",
+        locks.to_text()
+    );
+    assert_eq!(node.received_sat("recv", &address, 0).await, 0);
+    d.assert_verified();
+
+    // Paid{txid}: the admin pays the receiver with the wallet's own tool;
+    // that transaction becomes the batch's, and nothing else is sent.
+    let (second, batch_id, _) = attention("0.0003").await;
+    let manual = node
+        .call(
+            Some("pool"),
+            "sendtoaddress",
+            &json!([address, 0.0003]).to_string(),
+        )
+        .await
+        .as_str()
+        .expect("txid")
+        .to_string();
+    let done = tui_ok(
+        d,
+        Request::ResolveBatch {
+            batch_id,
+            resolution: BatchResolution::Paid {
+                txid: manual.clone(),
+            },
+        },
+    )
+    .await;
+    assert!(matches!(done, Response::Done(_)), "{done:?}");
+    let row = batch_row(d, batch_id).await;
+    assert_eq!(
+        (row.state.as_str(), row.txid.as_deref()),
+        ("broadcast", Some(manual.as_str()))
+    );
+    let w = s.withdrawal(second).await;
+    assert_eq!(
+        (w["state"].as_str(), w["txid"].as_str()),
+        (Some("broadcast"), Some(manual.as_str()))
+    );
+    assert_eq!(s.ledger_paid_sat(), 30_000);
+    assert_eq!(d.balance_msat(&s.miner).await, funded - 30_000_000);
+    node.mine(2, &mine_to).await;
+    s.wait_withdrawal(second, &["confirmed"], WAIT).await;
+    assert_eq!(node.mempool().await, Vec::<String>::new());
+    assert_eq!(
+        node.received_sat("recv", &address, 1).await,
+        30_000,
+        "paid once"
+    );
+    d.assert_verified();
+}
+
+#[test]
+fn resolve_faucet_batch_from_the_tui_against_a_real_wallet() {
+    on_a_big_stack(resolve_faucet_batch_from_the_tui_against_a_real_wallet_body);
+}
+
+/// A faucet batch an older daemon (before txid-first: `prebuilt = 0`) left
+/// `sending` cannot be proven unsent, so the restarted daemon parks it in
+/// `needs_attention`. Made here by killing the daemon at `faucet_signed`
+/// (nothing left the wallet) and marking the batch as an old one. The TUI
+/// resolves one Failed (request cancelled, hold back in the budget) and one
+/// Paid with the admin's own payment (request paid by that txid).
+async fn resolve_faucet_batch_from_the_tui_against_a_real_wallet_body() {
+    let Some((node, _mine_to)) = node_with_coins(2).await else {
+        return;
+    };
+    let mut d = Daemon::start(DaemonOptions {
+        config: pooldesk_e2e::payouts::config(
+            &node.node("pool"),
+            "hot",
+            "",
+            "[faucet]\ndifficulty_bits = 8\nbatch_interval_s = 1\ncooldown_s = 0\n",
+        ),
+        env: vec![(CRASH.into(), "faucet_signed".into())],
+        ..Default::default()
+    })
+    .await;
+    let held = |d: &Daemon| {
+        d.sql_i64("SELECT COALESCE(SUM(balance_msat), 0) FROM accounts WHERE name = 'faucet:held'")
+    };
+    let mut parked = Vec::new();
+    for round in 0..2 {
+        let address = node.new_address("recv").await;
+        if round > 0 {
+            d.opts.env.push((CRASH.into(), "faucet_signed".into()));
+            d.restart().await;
+        }
+        let id = d.faucet_claim(&address).await;
+        d.wait_exited(WAIT).await;
+        let batch_id = d.sql_i64(&format!(
+            "SELECT batch_id FROM faucet_requests WHERE id = {id} AND state = 'sending'"
+        ));
+        let conn = rusqlite::Connection::open(d.data_dir.join("ledger.sqlite")).expect("ledger");
+        conn.execute(
+            "UPDATE faucet_batches SET prebuilt = 0 WHERE id = ?1 AND state = 'sending'",
+            [batch_id],
+        )
+        .expect("an old daemon's batch");
+        drop(conn);
+        d.opts.env.retain(|(k, _)| k != CRASH);
+        d.start_again().await;
+        let deadline = std::time::Instant::now() + WAIT;
+        while d.sql_text(&format!(
+            "SELECT state FROM faucet_batches WHERE id = {batch_id}"
+        )) != "needs_attention"
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "faucet batch {batch_id} was never parked\n{}",
+                d.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        parked.push((id, batch_id, address));
+    }
+    assert!(node.mempool().await.is_empty(), "nothing was sent");
+    assert_eq!(held(&d), 2 * 10_000_000);
+
+    // Failed: the request is cancelled and its hold returns to the budget.
+    let (id, batch_id, address) = parked[0].clone();
+    let done = tui_ok(
+        &d,
+        Request::ResolveFaucetBatch {
+            batch_id,
+            resolution: BatchResolution::Failed,
+        },
+    )
+    .await;
+    assert!(matches!(done, Response::Done(_)), "{done:?}");
+    let (status, body) = d.get(&format!("/api/faucet/requests/{id}")).await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("cancelled")),
+        "{body}"
+    );
+    assert_eq!(held(&d), 10_000_000);
+    assert_eq!(node.received_sat("recv", &address, 0).await, 0);
+
+    // Paid: a transaction that does not pay the batch is refused; the
+    // admin's own payment to the address is recorded as the batch's.
+    let (id, batch_id, address) = parked[1].clone();
+    let other = node.new_address("recv").await;
+    let unrelated = node
+        .call(
+            Some("pool"),
+            "sendtoaddress",
+            &json!([other, 0.0001]).to_string(),
+        )
+        .await
+        .as_str()
+        .expect("txid")
+        .to_string();
+    let wrong = tui(
+        &d,
+        Request::ResolveFaucetBatch {
+            batch_id,
+            resolution: BatchResolution::Paid { txid: unrelated },
+        },
+    )
+    .await;
+    assert!(
+        matches!(&wrong, Err(e) if e.ends_with("(invalid)")),
+        "{wrong:?}"
+    );
+    let manual = node
+        .call(
+            Some("pool"),
+            "sendtoaddress",
+            &json!([address, 0.0001]).to_string(),
+        )
+        .await
+        .as_str()
+        .expect("txid")
+        .to_string();
+    tui_ok(
+        &d,
+        Request::ResolveFaucetBatch {
+            batch_id,
+            resolution: BatchResolution::Paid {
+                txid: manual.clone(),
+            },
+        },
+    )
+    .await;
+    let (status, body) = d.get(&format!("/api/faucet/requests/{id}")).await;
+    assert_eq!(
+        (status, body["state"].as_str(), body["txid"].as_str()),
+        (200, Some("paid"), Some(manual.as_str())),
+        "{body}"
+    );
+    assert_eq!(held(&d), 0);
+    assert_eq!(
+        d.sql_i64("SELECT balance_msat FROM accounts WHERE name = 'faucet:sent'"),
+        10_000_000
+    );
+    assert_eq!(node.received_sat("recv", &address, 0).await, 10_000);
+    d.assert_verified();
+}
+
+// ---- the read side and approvals: Subscribe, ListWithdrawals, ------------------
+// ---- ApproveWithdrawals, AuditPage, FaucetStatus, Snapshot ---------------------
+
+#[test]
+fn read_requests_and_approvals_from_the_tui_are_the_real_daemons_state() {
+    on_a_big_stack(read_requests_and_approvals_from_the_tui_are_the_real_daemons_state_body);
+}
+
+/// The requests the other tests only reach through the App: each answer is
+/// checked against the daemon's own HTTP view or ledger, and the
+/// subscription (the TUI's long-lived socket task) carries the daemon's
+/// event for the approval.
+async fn read_requests_and_approvals_from_the_tui_are_the_real_daemons_state_body() {
+    use pooldesk_proto::control::{Outcome, RequestFrame};
+    use pooldesk_proto::model::{Event, ListWithdrawals};
+    use pooldesk_tui::client::{Backoff, spawn};
+
+    let s = Setup::with_standin("hot", "", "[faucet]\ndifficulty_bits = 8\n").await;
+    let d = &s.daemon;
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = format!("uid:{}", unsafe { libc::getuid() });
+
+    // Subscribe on the TUI's own socket task.
+    let (events_tx, mut events) = tokio::sync::mpsc::channel(1024);
+    let requests = spawn(d.socket.clone(), Backoff::default(), events_tx);
+    loop {
+        if let ClientEvent::Connected(welcome) = next(&mut events).await {
+            assert_eq!(welcome.peer_uid.to_string(), uid["uid:".len()..]);
+            break;
+        }
+    }
+    requests
+        .send(RequestFrame {
+            id: 1,
+            body: Request::Subscribe,
+        })
+        .await
+        .expect("queue subscribe");
+    loop {
+        if let ClientEvent::Response(r) = next(&mut events).await {
+            assert_eq!(r.id, 1);
+            assert_eq!(r.outcome, Outcome::Ok(Response::Subscribed));
+            break;
+        }
+    }
+
+    // ListWithdrawals: the daemon's rows, as its HTTP API lists them.
+    let id = s.request("0.0002").await;
+    let listed = match tui_ok(
+        d,
+        Request::ListWithdrawals(ListWithdrawals {
+            state: Some("requested".into()),
+            offset: 0,
+            limit: None,
+        }),
+    )
+    .await
+    {
+        Response::Withdrawals(page) => page,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(listed.total, 1);
+    let row = &listed.rows[0];
+    let http = s.withdrawal(id).await;
+    assert_eq!(
+        (
+            row.id,
+            row.miner_id.as_str(),
+            row.amount_sat,
+            row.address.as_str()
+        ),
+        (
+            id,
+            s.miner.as_str(),
+            http["amount_sat"].as_i64().expect("amount_sat"),
+            s.address.as_str()
+        )
+    );
+    assert_eq!(row.amount_sat, 20_000);
+
+    // ApproveWithdrawals: approved in the daemon, decided by this peer's
+    // uid; an unknown id is refused in its own row.
+    let results = match tui_ok(
+        d,
+        Request::ApproveWithdrawals {
+            ids: vec![id, 999_999],
+        },
+    )
+    .await
+    {
+        Response::Approvals(r) => r,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert!(results[0].ok && results[0].state.as_deref() == Some("approved"));
+    assert!(!results[1].ok && results[1].error.is_some(), "{results:?}");
+    let http = s.withdrawal(id).await;
+    assert_eq!(
+        (http["state"].as_str(), http["decided_by"].as_str()),
+        (Some("approved"), Some(uid.as_str()))
+    );
+    // ... and the subscription carried the daemon's event for it.
+    loop {
+        if let ClientEvent::Event(frame) = next(&mut events).await
+            && let Event::Withdrawal(w) = frame.event
+            && w.id == id
+            && w.state == "approved"
+        {
+            assert_eq!(w.decided_by.as_deref(), Some(uid.as_str()));
+            break;
+        }
+    }
+    drop(requests);
+
+    // AuditPage: the approval, under this uid.
+    let audit = match tui_ok(
+        d,
+        Request::AuditPage {
+            before_id: None,
+            limit: Some(50),
+        },
+    )
+    .await
+    {
+        Response::Audit(page) => page,
+        other => panic!("{other:?}"),
+    };
+    let subject = format!("withdrawal:{id}");
+    assert!(
+        audit
+            .entries
+            .iter()
+            .any(|e| e.actor == uid && e.subject == subject && e.action.contains("approve")),
+        "{:#?}",
+        audit.entries
+    );
+    assert!(
+        audit.entries.windows(2).all(|w| w[0].id > w[1].id),
+        "newest first"
+    );
+
+    // FaucetStatus: the daemon's faucet, as its public API states it, with
+    // the claim just made.
+    let claim = d
+        .faucet_claim(
+            &s.standin()
+                .new_external_address(pooldesk_e2e::standin::AddrKind::P2wpkh),
+        )
+        .await;
+    let faucet = match tui_ok(d, Request::FaucetStatus).await {
+        Response::Faucet(f) => *f,
+        other => panic!("{other:?}"),
+    };
+    let (status, public) = d.get("/api/faucet").await;
+    assert_eq!(status, 200, "{public}");
+    assert_eq!(
+        (
+            faucet.enabled,
+            faucet.amount_sat,
+            faucet.daily_budget_sat,
+            faucet.cooldown_s
+        ),
+        (
+            public["enabled"].as_bool().expect("enabled"),
+            public["amount_sat"].as_i64().expect("amount"),
+            public["daily_budget_sat"].as_i64().expect("budget"),
+            public["cooldown_s"].as_u64().expect("cooldown"),
+        )
+    );
+    assert!(
+        faucet
+            .queued
+            .iter()
+            .chain(&faucet.recent)
+            .any(|r| r.id == claim),
+        "{faucet:?}"
+    );
+
+    // Snapshot: the daemon's counts and ledger totals (the snapshot is
+    // refreshed by the daemon: wait for the one showing the approval).
+    let deadline = std::time::Instant::now() + WAIT;
+    let snapshot = loop {
+        let snapshot = match tui_ok(d, Request::Snapshot).await {
+            Response::Snapshot(s) => *s,
+            other => panic!("{other:?}"),
+        };
+        if snapshot.withdrawals.approved == 1 {
+            break snapshot;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the snapshot never showed the approval: {:?}",
+            snapshot.withdrawals
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(snapshot.payout_mode, "hot");
+    assert_eq!(snapshot.miners_total, 1);
+    assert_eq!(
+        snapshot.ledger.owed_msat,
+        d.balance_msat(&s.miner).await,
+        "what the pool owes is the one miner's balance"
+    );
+    assert_eq!(
+        snapshot.ledger.held_msat,
+        d.sql_i64("SELECT balance_msat FROM accounts WHERE name = 'withdrawals:held'")
+    );
+    assert_eq!(snapshot.ledger.held_msat, 20_000_000);
+    d.assert_verified();
+}
+
+/// The next thing the TUI's socket task reports (within the deadline).
+async fn next(events: &mut tokio::sync::mpsc::Receiver<ClientEvent>) -> ClientEvent {
+    tokio::time::timeout(WAIT, events.recv())
+        .await
+        .expect("the TUI's client went quiet")
+        .expect("the TUI's client ended")
 }
