@@ -660,7 +660,7 @@ impl App {
                 }
             }
             Event::Audit(entry) => self.audit.push_live(entry),
-            Event::Credit(_) => {}
+            Event::Credit(_) | Event::Block(_) => {}
             Event::Lagged { missed } => {
                 self.flash(
                     Level::Warn,
@@ -884,5 +884,7 @@ fn response_kind(response: &Response) -> &'static str {
         Response::Broadcast(_) => "broadcast",
         Response::Faucet(_) => "faucet",
         Response::Audit(_) => "audit",
+        Response::Blocks(_) => "blocks",
+        Response::BlockStatement(_) => "block_statement",
     }
 }

@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "faucet_txid_first",
         include_str!("../../migrations/0009_faucet_txid_first.sql"),
     ),
+    (
+        10,
+        "blocks",
+        include_str!("../../migrations/0010_blocks.sql"),
+    ),
 ];
 
 pub(crate) fn apply(conn: &Connection) -> anyhow::Result<()> {
