@@ -77,17 +77,19 @@ pub fn statement(
     let Some(block) = get(conn, hash)? else {
         return Ok(None);
     };
-    let (window_work, total_work, first_share_id, last_share_id, shares_sha256): (
+    #[allow(clippy::type_complexity)]
+    let (window_work, total_work, first_share_id, last_share_id, shares_sha256, pool_fee_bps): (
         i64,
         i64,
         Option<i64>,
         Option<i64>,
         String,
+        u32,
     ) = conn.query_row(
-        "SELECT window_work, total_work, first_share_id, last_share_id, shares_sha256
+        "SELECT window_work, total_work, first_share_id, last_share_id, shares_sha256, pool_fee_bps
          FROM blocks WHERE hash = ?1",
         [hash],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
     )?;
     let parts: Vec<StatementPart> = conn
         .prepare_cached(
@@ -113,6 +115,7 @@ pub fn statement(
         first_share_id,
         last_share_id,
         reward_msat: block.reward_msat,
+        pool_fee_bps,
         pool_fee_msat: block.pool_fee_msat,
         distributed_msat: parts.iter().map(|p| p.amount_msat).sum(),
         parts,
@@ -523,4 +526,21 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Vec<crate::ledger::Violatio
         )));
     }
     Ok(violations)
+}
+
+/// The last blocks paying `miner` (newest first): hash, height, state and
+/// their part.
+pub fn blocks_of_miner(
+    conn: &Connection,
+    miner: &str,
+    limit: u32,
+) -> rusqlite::Result<Vec<(String, i64, BlockState, i64)>> {
+    conn.prepare_cached(
+        "SELECT b.hash, b.height, b.state, p.amount_msat FROM block_parts p JOIN blocks b ON b.hash = p.block_hash
+         WHERE p.miner_id = ?1 ORDER BY b.height DESC LIMIT ?2",
+    )?
+    .query_map(params![miner, limit], |r| {
+        Ok((r.get(0)?, r.get(1)?, parse_state(&r.get::<_, String>(2)?), r.get(3)?))
+    })?
+    .collect()
 }
