@@ -1,7 +1,7 @@
 //! SQL of the blocks module (tables of migration 0010). Reads take a
 //! `Connection`; writes run inside the writer's job.
 
-use pooldesk_proto::amount::format_msat_btc;
+use pooldesk_proto::amount::format_btc;
 use pooldesk_proto::model::{
     BlockRow, BlockState, BlockStatement, PayoutScheme, StatementPart, StatementShare,
 };
@@ -45,7 +45,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BlockRow> {
             _ => (COINBASE_MATURITY - confirmations.max(0)).max(0),
         },
         reward_msat,
-        reward_btc: format_msat_btc(reward_msat),
+        reward_btc: format_btc(reward_msat / 1000),
         pool_fee_msat: r.get(6)?,
         scheme: parse_scheme(&r.get::<_, String>(7)?),
         found_at: r.get(8)?,

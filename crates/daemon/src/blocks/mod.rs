@@ -151,7 +151,7 @@ pub async fn miner_blocks(
                     height,
                     state,
                     amount_msat,
-                    amount_btc: pooldesk_proto::amount::format_msat_btc(amount_msat),
+                    amount_btc: pooldesk_proto::amount::format_btc(amount_msat / 1000),
                 })
                 .collect();
             Ok(MinerBlocks {

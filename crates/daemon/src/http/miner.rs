@@ -90,7 +90,7 @@ async fn miner(State(app): State<App>, Path(id): Path<String>) -> Result<Respons
         "balance_btc": format_btc(row.balance_msat / 1000),
         // Parts of immature blocks (PPLNS/SOLO), credited at maturity.
         "pending_msat": blocks.pending_msat,
-        "pending_btc": pooldesk_proto::amount::format_msat_btc(blocks.pending_msat),
+        "pending_btc": format_btc(blocks.pending_msat / 1000),
         "window_work": blocks.window_work,
         "window_total_work": blocks.window_total_work,
         "recent_blocks": blocks.recent_blocks,
