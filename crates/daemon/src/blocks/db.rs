@@ -544,3 +544,19 @@ pub fn blocks_of_miner(
     })?
     .collect()
 }
+
+/// The oldest pool report in the current PPLNS window (`None` under PPS
+/// and SOLO): pruning keeps it and everything newer.
+pub fn window_start(
+    conn: &Connection,
+    scheme: &super::scheme::Scheme,
+    network_difficulty: f64,
+) -> rusqlite::Result<Option<i64>> {
+    if scheme.kind != PayoutScheme::Pplns {
+        return Ok(None);
+    }
+    let size = scheme.pplns_window_work(network_difficulty);
+    Ok(crate::ingest::reports_newest_first(conn, size)?
+        .last()
+        .map(|r| r.id))
+}

@@ -94,7 +94,7 @@ fn remember_difficulty(difficulty: f64) {
     LAST_DIFFICULTY_BITS.store(difficulty.to_bits(), std::sync::atomic::Ordering::Relaxed);
 }
 
-fn last_difficulty() -> f64 {
+pub fn last_difficulty() -> f64 {
     f64::from_bits(LAST_DIFFICULTY_BITS.load(std::sync::atomic::Ordering::Relaxed))
 }
 

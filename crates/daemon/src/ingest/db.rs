@@ -262,19 +262,23 @@ pub fn reports_newest_first(
     Ok(out)
 }
 
+/// `keep_from_id`: reports with this id or newer are kept whatever their
+/// age (the current PPLNS window; windows of found blocks are copied into
+/// `block_window` when the block is found, so they need no raw report).
 pub fn prune(
     ctx: &WriteCtx<'_>,
     cutoff_s: i64,
     work_cutoff_s: i64,
     limit: i64,
+    keep_from_id: Option<i64>,
 ) -> rusqlite::Result<usize> {
     // Ids grow with time, so walking ids from the oldest needs no index on
     // received_at.
     let shares = ctx.conn.execute(
         "DELETE FROM share_reports WHERE id IN (
              SELECT id FROM share_reports ORDER BY id LIMIT ?2
-         ) AND received_at < ?1",
-        params![cutoff_s, limit],
+         ) AND received_at < ?1 AND (?3 IS NULL OR id < ?3)",
+        params![cutoff_s, limit, keep_from_id],
     )?;
     let blocks = ctx.conn.execute(
         "DELETE FROM block_reports WHERE id IN (
