@@ -53,3 +53,31 @@ CREATE TABLE block_window (
     work       INTEGER NOT NULL CHECK (work > 0),
     PRIMARY KEY (block_hash, pos)
 ) WITHOUT ROWID;
+
+-- Under PPLNS and SOLO a pool report is recorded without a per-share
+-- credit (its work counts in the window of the next block): credited_msat
+-- may be 0 and then there is no rollup group. SQLite cannot relax a CHECK
+-- in place, so share_reports (owned by src/ingest) is rebuilt with the
+-- same columns, ids and indexes.
+CREATE TABLE share_reports_new (
+    id            INTEGER PRIMARY KEY,
+    event_id      TEXT UNIQUE,
+    body_sha256   BLOB    NOT NULL,
+    miner_id      TEXT    NOT NULL,
+    worker_name   TEXT    NOT NULL,
+    shares        INTEGER NOT NULL CHECK (shares > 0),
+    difficulty    INTEGER NOT NULL CHECK (difficulty > 0),
+    credited_msat INTEGER NOT NULL CHECK (credited_msat >= 0),
+    reported_ts   REAL,
+    received_at   INTEGER NOT NULL,
+    -- The ledger rollup transfer this credit went into (NULL: no credit).
+    rollup_group  INTEGER,
+    CHECK ((credited_msat = 0) = (rollup_group IS NULL))
+);
+INSERT INTO share_reports_new
+    SELECT id, event_id, body_sha256, miner_id, worker_name, shares, difficulty,
+           credited_msat, reported_ts, received_at, rollup_group
+    FROM share_reports;
+DROP TABLE share_reports;
+ALTER TABLE share_reports_new RENAME TO share_reports;
+CREATE INDEX share_reports_miner ON share_reports (miner_id, id);

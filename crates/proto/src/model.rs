@@ -612,6 +612,9 @@ pub struct BlockStatement {
     pub first_share_id: Option<i64>,
     pub last_share_id: Option<i64>,
     pub reward_msat: i64,
+    /// The fee rate in force when the block was found.
+    #[serde(default)]
+    pub pool_fee_bps: u32,
     pub pool_fee_msat: i64,
     /// `reward_msat - pool_fee_msat`, split exactly among `parts`.
     pub distributed_msat: i64,

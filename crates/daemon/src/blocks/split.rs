@@ -126,6 +126,87 @@ pub fn shares_sha256(shares: &[StatementShare]) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// Recomputes a published statement from its own data (`pooldeskd
+/// statement verify`): the share hash, the window's ends and total, the
+/// fee, each miner's work and the split. Returns what disagrees (empty:
+/// the statement is consistent).
+pub fn check_statement(s: &pooldesk_proto::model::BlockStatement) -> Vec<String> {
+    let mut problems = Vec::new();
+    let hash = shares_sha256(&s.shares);
+    if hash != s.shares_sha256 {
+        problems.push(format!(
+            "shares_sha256 is {} but the shares hash to {hash}",
+            s.shares_sha256
+        ));
+    }
+    if s.first_share_id != s.shares.first().map(|x| x.id)
+        || s.last_share_id != s.shares.last().map(|x| x.id)
+    {
+        problems.push("first_share_id/last_share_id do not match the share list".into());
+    }
+    let total: u128 = s.shares.iter().map(|x| u128::from(x.work)).sum();
+    if total != u128::from(s.total_work) {
+        problems.push(format!(
+            "total_work is {} but the shares add up to {total}",
+            s.total_work
+        ));
+    }
+    if total > u128::from(s.window_work) {
+        problems.push(format!(
+            "the shares add up to {total}, more than the window of {}",
+            s.window_work
+        ));
+    }
+    if s.block.reward_msat != s.reward_msat || s.block.pool_fee_msat != s.pool_fee_msat {
+        problems.push("the block row and the statement disagree on reward or fee".into());
+    }
+    let expected_fee = if s.shares.is_empty() {
+        s.reward_msat
+    } else {
+        pool_fee_msat(s.reward_msat, s.pool_fee_bps)
+    };
+    if s.pool_fee_msat != expected_fee {
+        problems.push(format!(
+            "pool_fee_msat is {} but {} bps of {} is {expected_fee}",
+            s.pool_fee_msat, s.pool_fee_bps, s.reward_msat
+        ));
+    }
+    let distributable = s.reward_msat - s.pool_fee_msat;
+    if s.distributed_msat != distributable {
+        problems.push(format!(
+            "distributed_msat is {} but reward less fee is {distributable}",
+            s.distributed_msat
+        ));
+    }
+    let expected = split(distributable, &work_by_miner(&s.shares));
+    let mut published: Vec<&StatementPart> = s.parts.iter().collect();
+    published.sort_by(|a, b| a.miner_id.cmp(&b.miner_id));
+    for part in &expected {
+        match published.iter().find(|p| p.miner_id == part.miner_id) {
+            None => problems.push(format!(
+                "miner {} is missing from the parts (work {}, {} msat)",
+                part.miner_id, part.work, part.amount_msat
+            )),
+            Some(p) if p.work != part.work || p.amount_msat != part.amount_msat => {
+                problems.push(format!(
+                    "miner {}: published work {} amount {} msat, recomputed work {} amount {} msat",
+                    p.miner_id, p.work, p.amount_msat, part.work, part.amount_msat
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    for p in &published {
+        if !expected.iter().any(|e| e.miner_id == p.miner_id) {
+            problems.push(format!(
+                "miner {} is paid {} msat but has no work in the window",
+                p.miner_id, p.amount_msat
+            ));
+        }
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +292,69 @@ mod tests {
             shares_sha256(&shares),
             hex::encode(Sha256::digest(b"7 m1 42\n"))
         );
+    }
+
+    fn published() -> pooldesk_proto::model::BlockStatement {
+        let shares = window(
+            vec![rec(5, "bob", 30), rec(4, "alice", 50), rec(3, "carol", 40)],
+            100,
+        );
+        let reward = 5_000_000_001_000;
+        let fee = pool_fee_msat(reward, 150);
+        let parts = split(reward - fee, &work_by_miner(&shares));
+        pooldesk_proto::model::BlockStatement {
+            block: pooldesk_proto::model::BlockRow {
+                hash: "00aa".into(),
+                reward_msat: reward,
+                pool_fee_msat: fee,
+                ..Default::default()
+            },
+            window_work: 100,
+            total_work: 100,
+            first_share_id: Some(3),
+            last_share_id: Some(5),
+            reward_msat: reward,
+            pool_fee_bps: 150,
+            pool_fee_msat: fee,
+            distributed_msat: reward - fee,
+            parts,
+            shares_sha256: shares_sha256(&shares),
+            shares,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn statement_check_accepts_the_published_and_names_each_alteration() {
+        assert_eq!(check_statement(&published()), Vec::<String>::new());
+        let mut share = published();
+        share.shares[1].work += 1;
+        assert!(
+            check_statement(&share)
+                .iter()
+                .any(|p| p.contains("shares_sha256"))
+        );
+        let mut amount = published();
+        amount.parts[0].amount_msat -= 1;
+        amount.parts[1].amount_msat += 1;
+        assert!(
+            check_statement(&amount)
+                .iter()
+                .any(|p| p.contains("miner alice")),
+            "{:?}",
+            check_statement(&amount)
+        );
+        let mut miner = published();
+        miner.parts[2].miner_id = "mallory".into();
+        let problems = check_statement(&miner);
+        assert!(
+            problems.iter().any(|p| p.contains("mallory")),
+            "{problems:?}"
+        );
+        assert!(problems.iter().any(|p| p.contains("carol")), "{problems:?}");
+        let mut share_miner = published();
+        share_miner.shares[0].miner_id = "alice".into();
+        assert!(!check_statement(&share_miner).is_empty());
     }
 
     proptest! {
