@@ -556,6 +556,7 @@ pub fn block_statement(block: &BlockRow) -> BlockStatement {
         last_share_id: Some(91_532),
         reward_msat: block.reward_msat,
         pool_fee_msat: block.pool_fee_msat,
+        pool_fee_bps: 100,
         distributed_msat: distributed,
         parts,
         shares_sha256: "5f0c6e2b9a8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a29180716f5e4d3c2b1a098".into(),
