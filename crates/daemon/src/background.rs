@@ -8,6 +8,7 @@ use crate::app::App;
 pub fn spawn_all(app: &App, tasks: &mut JoinSet<()>) {
     tasks.spawn(crate::payouts::run(app.clone()));
     tasks.spawn(crate::faucet::worker::run(app.clone()));
+    tasks.spawn(crate::blocks::run(app.clone()));
     if app.config.demo.enabled {
         tasks.spawn(crate::demo::run(app.clone()));
     }

@@ -39,6 +39,41 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub log: LogConfig,
     pub demo: DemoConfig,
+    /// How miners are paid: per share, or from blocks (src/blocks).
+    pub accounting: AccountingConfig,
+}
+
+/// `[accounting]`: the payout scheme (issue 14). The scheme in force when a
+/// block is first seen is recorded with it and pays it, so a change takes
+/// effect at the next block.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountingConfig {
+    /// `pps` (every share credited as it arrives; the default), `pplns` or
+    /// `solo` (miners are paid from the pool wallet's coinbases at maturity).
+    pub scheme: pooldesk_proto::model::PayoutScheme,
+    /// PPLNS window = factor × network difficulty, in share work
+    /// (`shares × difficulty`). TIDES is 8.
+    pub pplns_factor: u64,
+    /// Smallest PPLNS window in share work (test networks, where network
+    /// difficulty is tiny).
+    pub pplns_min_window_work: u64,
+    /// The pool's fee on each block, in basis points (0..=10000).
+    pub pool_fee_bps: u32,
+    /// Seconds between looks at the wallet's coinbases.
+    pub blocks_poll_s: u64,
+}
+
+impl Default for AccountingConfig {
+    fn default() -> Self {
+        AccountingConfig {
+            scheme: pooldesk_proto::model::PayoutScheme::Pps,
+            pplns_factor: 2,
+            pplns_min_window_work: 0,
+            pool_fee_bps: 0,
+            blocks_poll_s: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -340,6 +375,7 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             log: LogConfig::default(),
             demo: DemoConfig::default(),
+            accounting: AccountingConfig::default(),
         }
     }
 }
@@ -691,6 +727,15 @@ impl Config {
                 "http.explorer_tx_url",
                 "must be an http(s) address containing {txid}, or \"\" for none",
             );
+        }
+        if self.accounting.pool_fee_bps > 10_000 {
+            return bad("accounting.pool_fee_bps", "must be between 0 and 10000");
+        }
+        if self.accounting.pplns_factor == 0 || self.accounting.pplns_factor > 1_000 {
+            return bad("accounting.pplns_factor", "must be between 1 and 1000");
+        }
+        if !(1..=3600).contains(&self.accounting.blocks_poll_s) {
+            return bad("accounting.blocks_poll_s", "must be between 1 and 3600");
         }
         if self.store.read_connections == 0 || self.store.read_connections > 64 {
             return bad("store.read_connections", "must be between 1 and 64");

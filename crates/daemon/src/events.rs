@@ -30,6 +30,8 @@ pub enum BusEvent {
     Withdrawal(WithdrawalRow),
     Batch(BatchRow),
     Audit(AuditEntry),
+    /// A block was found or changed (src/blocks).
+    Block(pooldesk_proto::model::BlockRow),
     /// Faucet request changed state: `(request id, state)`.
     Faucet {
         id: i64,
@@ -175,7 +177,10 @@ impl Doorbells {
                 &row.miner_id,
             ),
             // Followers do not show these; they skip them on their next read.
-            BusEvent::Batch(_) | BusEvent::Audit(_) | BusEvent::Faucet { .. } => {}
+            BusEvent::Batch(_)
+            | BusEvent::Audit(_)
+            | BusEvent::Block(_)
+            | BusEvent::Faucet { .. } => {}
         }
     }
 }

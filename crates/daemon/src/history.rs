@@ -229,6 +229,8 @@ fn is_earning(kind: &str) -> bool {
         K::ShareCredit,
         K::BlockCredit,
         K::PoolShareCredit,
+        K::PoolBlockCredit,
+        K::PoolBlockReversal,
         K::Adjustment,
     ]
     .iter()

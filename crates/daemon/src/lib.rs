@@ -6,6 +6,7 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod background;
+pub mod blocks;
 pub mod bridge;
 pub mod clock;
 pub mod config;

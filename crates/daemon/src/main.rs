@@ -52,6 +52,11 @@ enum Command {
         #[arg(long)]
         wallet: bool,
     },
+    /// Block statements (`GET /api/blocks/{hash}/statement`).
+    Statement {
+        #[command(subcommand)]
+        action: StatementAction,
+    },
     /// Consistent online copy of the ledger (safe while the daemon runs).
     Backup {
         /// Where to write the copy.
@@ -118,6 +123,52 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum StatementAction {
+    /// Recompute a saved statement's split and share hash from its own
+    /// data; exit 1 naming what is wrong.
+    Verify {
+        /// The statement JSON as served.
+        file: PathBuf,
+    },
+}
+
+fn statement_verify(file: &std::path::Path) -> ExitCode {
+    let text = match std::fs::read(file) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("statement verify: {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let statement: pooldesk_proto::model::BlockStatement = match serde_json::from_slice(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "statement verify: {}: not a block statement: {e}",
+                file.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let problems = pooldeskd::blocks::split::check_statement(&statement);
+    if problems.is_empty() {
+        println!(
+            "statement of block {} is consistent: {} shares, {} miners, {} msat distributed",
+            statement.block.hash,
+            statement.shares.len(),
+            statement.parts.len(),
+            statement.distributed_msat
+        );
+        ExitCode::SUCCESS
+    } else {
+        for problem in &problems {
+            println!("{problem}");
+        }
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let env: Vec<(String, String)> = std::env::vars().collect();
@@ -133,6 +184,9 @@ fn main() -> ExitCode {
         Some(Command::Verify { wallet }) => {
             with_config(&overrides, &env, |config| verify(config, wallet))
         }
+        Some(Command::Statement {
+            action: StatementAction::Verify { file },
+        }) => statement_verify(&file),
         Some(Command::Bridge { source }) => with_config(&overrides, &env, |config| {
             pooldeskd::bridge::run_cli(config, source)
         }),

@@ -24,11 +24,17 @@ pub async fn run(app: App) {
         let cutoff = now - i64::from(app.config.ingest.retention_days) * 86_400;
         let work_cutoff = now - WORK_RETENTION_S;
         let replay_cutoff = now - 2 * app.config.ingest.timestamp_tolerance_s;
+        let scheme = crate::blocks::scheme::Scheme::from_config(&app.config.accounting);
+        let difficulty = crate::blocks::last_difficulty();
         loop {
+            let scheme = scheme.clone();
             let deleted = app
                 .store
                 .write(move |ctx| {
-                    let reports = crate::ingest::prune(ctx, cutoff, work_cutoff, STEP_ROWS)?;
+                    // The current PPLNS window is kept whatever its age.
+                    let keep_from = crate::blocks::db::window_start(ctx.conn, &scheme, difficulty)?;
+                    let reports =
+                        crate::ingest::prune(ctx, cutoff, work_cutoff, STEP_ROWS, keep_from)?;
                     Ok::<_, rusqlite::Error>(
                         reports
                             + crate::shares::prune(ctx, cutoff, STEP_ROWS)?

@@ -91,6 +91,10 @@ pub struct Metrics {
     pub faucet_requests: Family<StateLabel, Counter>,
     pub hashrate: Family<WindowLabel, Gauge<f64, AtomicU64>>,
     pub miners: Family<StateLabel, Gauge>,
+    /// Blocks found by the wallet by state (src/blocks).
+    pub blocks: Family<StateLabel, Gauge>,
+    /// Parts of immature blocks owed to miners at maturity.
+    pub blocks_pending_msat: Gauge,
     pub events_lagged: Counter,
     pub http_refused: Family<StateLabel, Counter>,
     pub rate_limited: Family<LimitLabel, Counter>,
@@ -176,6 +180,21 @@ impl Metrics {
             "Miners known (total) and active in 10 min",
             miners.clone(),
         );
+        let blocks = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "blocks",
+            "Blocks whose coinbase pays the pool wallet, by state (immature, matured, orphaned)",
+            blocks.clone(),
+        );
+        for state in ["immature", "matured", "orphaned"] {
+            let _ = blocks.get_or_create(&StateLabel { state });
+        }
+        let blocks_pending_msat = Gauge::default();
+        registry.register(
+            "blocks_pending_msat",
+            "Miners' parts of immature blocks (credited at maturity), msat",
+            blocks_pending_msat.clone(),
+        );
         let events_lagged = Counter::default();
         registry.register(
             "events_lagged",
@@ -246,6 +265,8 @@ impl Metrics {
             faucet_requests,
             hashrate,
             miners,
+            blocks,
+            blocks_pending_msat,
             events_lagged,
             http_refused,
             rate_limited,

@@ -22,6 +22,7 @@ pub fn run(conn: &Connection, retention_days: u32) -> anyhow::Result<Vec<Violati
         violations.extend(crate::shares::verify(conn, cutoff)?);
         violations.extend(crate::payouts::verify(conn)?);
         violations.extend(crate::faucet::verify(conn)?);
+        violations.extend(crate::blocks::db::verify(conn)?);
         Ok(())
     })();
     conn.execute_batch("COMMIT")?;

@@ -189,6 +189,15 @@ pub enum Request {
         #[serde(default)]
         limit: Option<u32>,
     },
+    /// Blocks found by the pool's wallet, newest first.
+    ListBlocks {
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// The statement of one block (without its share list).
+    BlockStatement {
+        hash: String,
+    },
 }
 
 /// Responses. Serialized as `{"kind": "...", "data": ...}`.
@@ -209,6 +218,8 @@ pub enum Response {
     Broadcast(BroadcastResult),
     Faucet(Box<FaucetStatus>),
     Audit(AuditPage),
+    Blocks(Vec<BlockRow>),
+    BlockStatement(Box<BlockStatement>),
 }
 
 /// Splits one frame off a buffer: the bytes before the first `\n`.

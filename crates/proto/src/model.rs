@@ -481,6 +481,8 @@ pub enum Event {
     Withdrawal(WithdrawalRow),
     Batch(BatchRow),
     Audit(AuditEntry),
+    /// A block appeared or changed state (found, matured, orphaned, back).
+    Block(BlockRow),
     /// The subscriber fell behind and missed `missed` events; it should
     /// re-request what it shows.
     Lagged {
@@ -496,4 +498,132 @@ pub struct CreditEvent {
     pub amount_msat: i64,
     pub balance_msat: i64,
     pub at: i64,
+}
+
+// ---- blocks (issue 14) ----------------------------------------------------------
+
+/// How blocks (or shares) pay miners. `pps` credits every share as it
+/// arrives (the default); `pplns` and `solo` pay only from blocks found by
+/// the pool's wallet, at maturity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayoutScheme {
+    #[default]
+    Pps,
+    Pplns,
+    Solo,
+}
+
+impl PayoutScheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayoutScheme::Pps => "pps",
+            PayoutScheme::Pplns => "pplns",
+            PayoutScheme::Solo => "solo",
+        }
+    }
+}
+
+/// Life of a block found by the pool's wallet: `immature` until the
+/// coinbase has 100 confirmations, then `matured` (credited); `orphaned`
+/// while it is off the best chain (a reorg may bring it back).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockState {
+    #[default]
+    Immature,
+    Matured,
+    Orphaned,
+}
+
+impl BlockState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockState::Immature => "immature",
+            BlockState::Matured => "matured",
+            BlockState::Orphaned => "orphaned",
+        }
+    }
+}
+
+/// One block whose coinbase pays the pool's wallet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockRow {
+    /// Block hash, hex as Bitcoin Core prints it.
+    pub hash: String,
+    pub height: i64,
+    pub coinbase_txid: String,
+    pub state: BlockState,
+    /// As the wallet last reported them (0 while orphaned).
+    pub confirmations: i64,
+    /// Confirmations still needed before the coinbase can be spent
+    /// (0 once matured).
+    pub confirmations_to_maturity: i64,
+    /// What the coinbase actually pays the pool's wallet (subsidy + fees).
+    pub reward_msat: i64,
+    /// `reward_msat` as 8-decimal BTC text (rounded down to the satoshi;
+    /// a coinbase is whole satoshis, so exact).
+    pub reward_btc: String,
+    /// `accounting.pool_fee_bps` of the reward, floor, in msat.
+    pub pool_fee_msat: i64,
+    /// The scheme in force when the block was found (it pays this block).
+    pub scheme: PayoutScheme,
+    /// When the daemon first saw the coinbase (Unix seconds).
+    pub found_at: i64,
+    /// From the pool's block-solve report, when one names this hash.
+    pub finder_miner_id: Option<String>,
+    /// When the split was credited to the miners (matured).
+    pub credited_at: Option<i64>,
+}
+
+/// One miner's line of a block statement.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementPart {
+    pub miner_id: String,
+    /// Share work counted in the window (`shares × difficulty`).
+    pub work: u64,
+    pub amount_msat: i64,
+}
+
+/// One share record of a window, oldest first. `work` is what the window
+/// counts of it (less than `shares × difficulty` only for the oldest
+/// record when the window boundary falls inside it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementShare {
+    /// The record's id (`share_reports.id`).
+    pub id: i64,
+    pub miner_id: String,
+    pub work: u64,
+}
+
+/// Everything a miner needs to check what a block paid: the window, the
+/// split, and a sha256 committing to the ordered share list (canonical
+/// encoding in ARCHITECTURE.md, "Block statements").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockStatement {
+    pub block: BlockRow,
+    pub scheme: PayoutScheme,
+    /// The window size asked for (PPLNS: `max(factor × network
+    /// difficulty, minimum)`; SOLO: the finder's share; PPS: 0).
+    pub window_work: u64,
+    /// Work actually in the window (less than `window_work` when the pool
+    /// had done less work than the window since it started).
+    pub total_work: u64,
+    pub first_share_id: Option<i64>,
+    pub last_share_id: Option<i64>,
+    pub reward_msat: i64,
+    /// The fee rate in force when the block was found.
+    #[serde(default)]
+    pub pool_fee_bps: u32,
+    pub pool_fee_msat: i64,
+    /// `reward_msat - pool_fee_msat`, split exactly among `parts`.
+    pub distributed_msat: i64,
+    /// Ordered by miner id.
+    pub parts: Vec<StatementPart>,
+    /// Hex sha256 of the canonical encoding of `shares`.
+    pub shares_sha256: String,
+    /// The window, oldest first. The control socket leaves it empty
+    /// (frames are bounded); `GET /api/blocks/{hash}/statement` carries it.
+    #[serde(default)]
+    pub shares: Vec<StatementShare>,
 }

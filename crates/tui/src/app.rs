@@ -21,6 +21,7 @@ use pooldesk_proto::model::{BatchRow, Event, Snapshot};
 use crate::client::ClientEvent;
 use crate::keys::{ctrl, plain};
 use crate::ui::audit::Audit;
+use crate::ui::blocks::Blocks;
 use crate::ui::dialog::{Confirm, Modal, ModalKey, Notice};
 use crate::ui::faucet::Faucet;
 use crate::ui::miners::Miners;
@@ -28,7 +29,7 @@ use crate::ui::overview::Overview;
 use crate::ui::psbt::Psbt;
 use crate::ui::withdrawals::Withdrawals;
 
-/// The six screens, in tab order.
+/// The seven screens, in tab order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tab {
     Overview,
@@ -37,16 +38,18 @@ pub enum Tab {
     Psbt,
     Faucet,
     Audit,
+    Blocks,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 6] = [
+    pub const ALL: [Tab; 7] = [
         Tab::Overview,
         Tab::Miners,
         Tab::Withdrawals,
         Tab::Psbt,
         Tab::Faucet,
         Tab::Audit,
+        Tab::Blocks,
     ];
 
     pub fn title(self) -> &'static str {
@@ -55,6 +58,7 @@ impl Tab {
             Tab::Miners => "Miners",
             Tab::Withdrawals => "Withdrawals",
             Tab::Psbt => "PSBT",
+            Tab::Blocks => "Blocks",
             Tab::Faucet => "Faucet",
             Tab::Audit => "Audit",
         }
@@ -143,6 +147,8 @@ pub enum Purpose {
     ImportPsbt { psbt_id: i64, path: String },
     FinalizePsbt { psbt_id: i64 },
     SetPayoutsPaused { paused: bool },
+    Blocks,
+    BlockStatement { hash: String },
     Faucet,
     Audit { before_id: Option<i64> },
 }
@@ -244,6 +250,7 @@ pub struct App {
     pub miners: Miners,
     pub withdrawals: Withdrawals,
     pub psbt: Psbt,
+    pub blocks: Blocks,
     pub faucet: Faucet,
     pub audit: Audit,
     pub modal: Option<Modal>,
@@ -279,6 +286,7 @@ impl App {
             miners: Miners::default(),
             withdrawals: Withdrawals::default(),
             psbt: Psbt::default(),
+            blocks: Blocks::default(),
             faucet: Faucet::default(),
             audit: Audit::default(),
             modal: None,
@@ -367,7 +375,7 @@ impl App {
         }
         if plain(&key) {
             match key.code {
-                KeyCode::Char(c @ '1'..='6') => {
+                KeyCode::Char(c @ '1'..='7') => {
                     let index = c as usize - '1' as usize;
                     return vec![Action::SwitchTab(Tab::ALL[index])];
                 }
@@ -399,6 +407,7 @@ impl App {
             Tab::Miners => self.miners.handle_key(key, sh),
             Tab::Withdrawals => self.withdrawals.handle_key(key, sh),
             Tab::Psbt => self.psbt.handle_key(key, sh),
+            Tab::Blocks => self.blocks.handle_key(key, sh),
             Tab::Faucet => self.faucet.handle_key(key, sh),
             Tab::Audit => self.audit.handle_key(key, sh),
         }
@@ -522,6 +531,7 @@ impl App {
                 }
                 a
             }
+            Tab::Blocks => self.blocks.refresh(sh, force),
             Tab::Faucet => self.faucet.refresh(sh, force),
             Tab::Audit => self.audit.refresh(sh, force),
         };
@@ -631,7 +641,7 @@ impl App {
         self.snapshot_ms = Some(self.shared.clock_ms);
         self.send(Purpose::Snapshot, Request::Snapshot);
         self.apply(batches_request());
-        for tab in [Tab::Withdrawals, Tab::Audit, Tab::Faucet] {
+        for tab in [Tab::Withdrawals, Tab::Audit, Tab::Faucet, Tab::Blocks] {
             self.refresh_tab(tab, true);
         }
         if self.tab == Tab::Miners || self.miners.loaded() {
@@ -661,6 +671,12 @@ impl App {
             }
             Event::Audit(entry) => self.audit.push_live(entry),
             Event::Credit(_) => {}
+            Event::Block(row) => {
+                let actions = self.blocks.upsert(row);
+                for action in actions {
+                    self.apply(action);
+                }
+            }
             Event::Lagged { missed } => {
                 self.flash(
                     Level::Warn,
@@ -765,6 +781,8 @@ impl App {
                 Action::Send(Purpose::Snapshot, Request::Snapshot),
             ],
             (Purpose::Faucet, outcome) => self.faucet.on_status(outcome),
+            (Purpose::Blocks, outcome) => self.blocks.on_list(outcome),
+            (Purpose::BlockStatement { hash }, outcome) => self.blocks.on_statement(&hash, outcome),
             (Purpose::Audit { before_id }, outcome) => self.audit.on_page(before_id, outcome),
             // Any other failure of an action: say so plainly.
             (purpose, Outcome::Err(e)) => vec![Action::Flash(
@@ -884,5 +902,7 @@ fn response_kind(response: &Response) -> &'static str {
         Response::Broadcast(_) => "broadcast",
         Response::Faucet(_) => "faucet",
         Response::Audit(_) => "audit",
+        Response::Blocks(_) => "blocks",
+        Response::BlockStatement(_) => "block_statement",
     }
 }

@@ -484,6 +484,86 @@ pub fn faucet() -> FaucetStatus {
     }
 }
 
+/// Blocks found by the pool's wallet, newest first: one immature (PPLNS,
+/// reported by its finder), one matured and credited, one orphaned.
+pub fn blocks() -> Vec<BlockRow> {
+    let row = |height: i64, hash: &str, state: BlockState, confirmations: i64, age: i64| BlockRow {
+        hash: hash.into(),
+        height,
+        coinbase_txid: format!("{:0>64}", height),
+        state,
+        confirmations,
+        confirmations_to_maturity: if state == BlockState::Immature {
+            100 - confirmations
+        } else {
+            0
+        },
+        reward_msat: 312_512_345_000,
+        reward_btc: "3.12512345".into(),
+        pool_fee_msat: 3_125_123_450,
+        scheme: PayoutScheme::Pplns,
+        found_at: NOW - age,
+        finder_miner_id: None,
+        credited_at: None,
+    };
+    let mut immature = row(
+        842_117,
+        "00000000000000000001a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7",
+        BlockState::Immature,
+        37,
+        37 * 600,
+    );
+    immature.finder_miner_id = Some("alice".into());
+    let mut matured = row(
+        841_950,
+        "0000000000000000000298f1e2d3c4b5a69788796a5b4c3d2e1f00112233aabb",
+        BlockState::Matured,
+        204,
+        204 * 600,
+    );
+    matured.credited_at = Some(NOW - 104 * 600);
+    let orphaned = row(
+        841_949,
+        "00000000000000000003ffeeddccbbaa99887766554433221100ffeeddccbbaa",
+        BlockState::Orphaned,
+        0,
+        205 * 600,
+    );
+    vec![immature, matured, orphaned]
+}
+
+/// The statement of `block`: three miners, uneven work, exact parts.
+pub fn block_statement(block: &BlockRow) -> BlockStatement {
+    let distributed = block.reward_msat - block.pool_fee_msat;
+    let works = [("alice", 500_000u64), ("bob", 300_000), ("carol", 200_000)];
+    let total: u64 = works.iter().map(|(_, w)| w).sum();
+    let mut parts: Vec<StatementPart> = works
+        .iter()
+        .map(|(m, w)| StatementPart {
+            miner_id: (*m).into(),
+            work: *w,
+            amount_msat: (i128::from(distributed) * i128::from(*w) / i128::from(total)) as i64,
+        })
+        .collect();
+    let rest = distributed - parts.iter().map(|p| p.amount_msat).sum::<i64>();
+    parts[0].amount_msat += rest;
+    BlockStatement {
+        block: block.clone(),
+        scheme: block.scheme,
+        window_work: 1_000_000,
+        total_work: total,
+        first_share_id: Some(90_001),
+        last_share_id: Some(91_532),
+        reward_msat: block.reward_msat,
+        pool_fee_msat: block.pool_fee_msat,
+        pool_fee_bps: 100,
+        distributed_msat: distributed,
+        parts,
+        shares_sha256: "5f0c6e2b9a8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a29180716f5e4d3c2b1a098".into(),
+        shares: Vec::new(),
+    }
+}
+
 /// `n` audit entries, newest (highest id) first.
 pub fn audit(n: i64) -> Vec<AuditEntry> {
     let actions = [
@@ -521,6 +601,7 @@ pub struct FakeDaemon {
     pub review: PsbtReview,
     pub faucet: FaucetStatus,
     pub audit: Vec<AuditEntry>,
+    pub blocks: Vec<BlockRow>,
     /// Answer withdrawal/batch/PSBT/faucet requests with `unknown_method`,
     /// as today's daemon does.
     pub old_daemon: bool,
@@ -537,6 +618,7 @@ impl FakeDaemon {
             review: psbt_review(),
             faucet: faucet(),
             audit: audit(250),
+            blocks: blocks(),
             old_daemon: false,
             log: Vec::new(),
         }
@@ -674,6 +756,13 @@ impl FakeDaemon {
             Request::PsbtReview { .. } => ok(Response::PsbtReview(Box::new(self.review.clone()))),
             Request::ImportPsbt { .. } => Outcome::Err(tampered_import_error()),
             Request::FaucetStatus => ok(Response::Faucet(Box::new(self.faucet.clone()))),
+            Request::ListBlocks { .. } => ok(Response::Blocks(self.blocks.clone())),
+            Request::BlockStatement { hash } => {
+                match self.blocks.iter().find(|b| b.hash == *hash) {
+                    Some(block) => ok(Response::BlockStatement(Box::new(block_statement(block)))),
+                    None => Outcome::Err(ErrorBody::new("not_found", "no such block")),
+                }
+            }
             _ => unknown(),
         }
     }

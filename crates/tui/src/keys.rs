@@ -15,7 +15,10 @@ pub const KEYMAP: &[KeyGroup] = &[
     KeyGroup {
         title: "Everywhere",
         keys: &[
-            ("1-6", "tabs: Overview Miners Withdrawals PSBT Faucet Audit"),
+            (
+                "1-7",
+                "tabs: Overview Miners Withdrawals PSBT Faucet Audit Blocks",
+            ),
             ("Tab / Shift-Tab", "next / previous tab"),
             ("?", "this help (Esc closes)"),
             ("q / Ctrl-C", "quit (asks first if an action is pending)"),

@@ -642,6 +642,7 @@ fn tabs_by_number_tab_and_shift_tab() {
         ('4', Tab::Psbt),
         ('5', Tab::Faucet),
         ('6', Tab::Audit),
+        ('7', Tab::Blocks),
     ] {
         app.handle_key(ch(c));
         assert_eq!(app.tab, tab);
@@ -649,7 +650,7 @@ fn tabs_by_number_tab_and_shift_tab() {
     app.handle_key(key(KeyCode::Tab));
     assert_eq!(app.tab, Tab::Overview, "Tab wraps around");
     app.handle_key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT));
-    assert_eq!(app.tab, Tab::Audit);
+    assert_eq!(app.tab, Tab::Blocks);
 }
 
 #[test]
@@ -835,4 +836,90 @@ fn pushed_events_update_the_screens() {
         event: Event::Audit(entry.clone()),
     }));
     assert_eq!(app.audit.entries.first(), Some(&entry));
+}
+
+/// The Blocks tab lists blocks and asks for the selected block's
+/// statement once; moving the cursor asks for the next one; a pushed
+/// `block` event that changes the selected block's state (it matured)
+/// updates its row and asks for its statement again.
+#[test]
+fn blocks_tab_follows_the_selection_and_block_events() {
+    let mut daemon = FakeDaemon::new(6);
+    let mut app = connected_app(&mut daemon, 80);
+    // Loaded with everything else on connect.
+    app.handle_key(ch('7'));
+    assert_eq!(app.tab, Tab::Blocks);
+    pump(&mut app, &mut daemon);
+    let blocks = fixtures::blocks();
+    assert!(
+        daemon
+            .log
+            .iter()
+            .any(|r| matches!(r, Request::ListBlocks { limit: Some(_) })),
+        "{:?}",
+        daemon.log
+    );
+    let statements: Vec<&Request> = daemon
+        .log
+        .iter()
+        .filter(|r| matches!(r, Request::BlockStatement { .. }))
+        .collect();
+    assert_eq!(
+        statements,
+        vec![&Request::BlockStatement {
+            hash: blocks[0].hash.clone()
+        }],
+        "the selected (newest) block's split, once"
+    );
+    assert_eq!(app.blocks.rows, blocks);
+    // What the app asks the daemon next (answered at once by `pump`).
+    let asked = |app: &mut App, daemon: &mut FakeDaemon, keys: &[char]| {
+        let before = daemon.log.len();
+        for k in keys {
+            app.handle_key(ch(*k));
+            pump(app, daemon);
+        }
+        daemon.log[before..].to_vec()
+    };
+    let statement = |i: usize| Request::BlockStatement {
+        hash: blocks[i].hash.clone(),
+    };
+    assert_eq!(
+        asked(&mut app, &mut daemon, &['r']),
+        vec![statement(0)],
+        "r asks again for the selected block's split"
+    );
+    assert_eq!(
+        app.blocks.statement.as_ref().map(|s| s.block.hash.clone()),
+        Some(blocks[0].hash.clone())
+    );
+    assert_eq!(
+        asked(&mut app, &mut daemon, &['j', 'j', 'k']),
+        vec![statement(1), statement(2), statement(1)]
+    );
+    // The first block matures: its row changes in place; not selected, so
+    // nothing is asked.
+    let mut matured = blocks[0].clone();
+    matured.state = pooldesk_proto::model::BlockState::Matured;
+    matured.confirmations = 100;
+    matured.confirmations_to_maturity = 0;
+    let before = daemon.log.len();
+    app.handle_client(ClientEvent::Event(EventFrame {
+        seq: 9,
+        event: Event::Block(matured.clone()),
+    }));
+    pump(&mut app, &mut daemon);
+    assert_eq!(app.blocks.rows[0], matured);
+    assert_eq!(daemon.log.len(), before, "{:?}", &daemon.log[before..]);
+    // Selected and changed: its split is asked for again.
+    assert_eq!(asked(&mut app, &mut daemon, &['k']), vec![statement(0)]);
+    let mut orphaned = matured.clone();
+    orphaned.state = pooldesk_proto::model::BlockState::Orphaned;
+    let before = daemon.log.len();
+    app.handle_client(ClientEvent::Event(EventFrame {
+        seq: 10,
+        event: Event::Block(orphaned),
+    }));
+    pump(&mut app, &mut daemon);
+    assert_eq!(daemon.log[before..].to_vec(), vec![statement(0)]);
 }

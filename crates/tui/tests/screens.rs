@@ -245,6 +245,18 @@ fn audit() {
 }
 
 #[test]
+fn blocks() {
+    // The newest (immature) block selected: its split below.
+    check("blocks", 6, |app, d| {
+        press(app, d, &[ch('7')]);
+    });
+    // The matured one: credited, and when.
+    check("blocks_matured", 6, |app, d| {
+        press(app, d, &[ch('7'), ch('j')]);
+    });
+}
+
+#[test]
 fn help() {
     check("help", 6, |app, d| {
         press(app, d, &[ch('?')]);

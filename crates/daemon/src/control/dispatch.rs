@@ -86,6 +86,21 @@ async fn run(app: &App, actor: Actor, request: Request) -> Result<Response, Erro
             .await
             .map(|s| Response::Faucet(Box::new(s)))
             .map_err(|e| ErrorBody::new(e.code(), e.to_string())),
+        Request::ListBlocks { limit } => app
+            .store
+            .read(move |conn| crate::blocks::db::list(conn, limit.unwrap_or(100)))
+            .await
+            .map(Response::Blocks)
+            .map_err(store_error),
+        Request::BlockStatement { hash } => {
+            let wanted = hash.clone();
+            app.store
+                .read(move |conn| crate::blocks::db::statement(conn, &wanted, false))
+                .await
+                .map_err(store_error)?
+                .map(|s| Response::BlockStatement(Box::new(s)))
+                .ok_or_else(|| ErrorBody::new("not_found", format!("no block {hash}")))
+        }
         other => crate::payouts::control::handle(app, actor, other).await,
     }
 }
@@ -159,6 +174,25 @@ mod tests {
             .issue_key(Actor::System, miner.into(), true)
             .await
             .expect("create miner");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn block_requests_are_answered() {
+        let (_dir, app) = app().await;
+        assert_eq!(
+            ok(&app, Request::ListBlocks { limit: None }).await,
+            Response::Blocks(Vec::new())
+        );
+        assert_eq!(
+            code(
+                &app,
+                Request::BlockStatement {
+                    hash: "00ab".into()
+                }
+            )
+            .await,
+            "not_found"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -384,6 +384,7 @@ async fn forward_events(app: App, outbox: mpsc::Sender<ServerFrame>) {
                     BusEvent::Withdrawal(row) => Event::Withdrawal(row.clone()),
                     BusEvent::Batch(row) => Event::Batch(row.clone()),
                     BusEvent::Audit(entry) => Event::Audit(entry.clone()),
+                    BusEvent::Block(row) => Event::Block(row.clone()),
                     BusEvent::Credits(_) | BusEvent::Faucet { .. } => continue,
                 };
                 (envelope.seq, event)

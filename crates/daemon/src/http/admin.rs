@@ -112,6 +112,7 @@ async fn credits(
                     TransferKind::ShareCredit,
                     TransferKind::PoolShareCredit,
                     TransferKind::BlockCredit,
+                    TransferKind::PoolBlockCredit,
                 ],
                 before,
                 limit,

@@ -58,7 +58,8 @@ pub fn hashrate_json(h: &Hashrate) -> Value {
 /// `GET /api/miners/{id}`: hashrate per worker, balance, recent credits and
 /// withdrawals. Public, like the seed's dashboard: it shows no secret.
 async fn miner(State(app): State<App>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let detail = crate::views::miner_detail(&app, id).await?;
+    let detail = crate::views::miner_detail(&app, id.clone()).await?;
+    let blocks = crate::blocks::miner_blocks(&app, id).await?;
     let row = &detail.row;
     let workers: Vec<Value> = detail.workers.iter().map(worker_json).collect();
     let credits: Vec<Value> = detail
@@ -87,6 +88,12 @@ async fn miner(State(app): State<App>, Path(id): Path<String>) -> Result<Respons
         "balance_msat": row.balance_msat,
         "balance_sat": row.balance_msat / 1000,
         "balance_btc": format_btc(row.balance_msat / 1000),
+        // Parts of immature blocks (PPLNS/SOLO), credited at maturity.
+        "pending_msat": blocks.pending_msat,
+        "pending_btc": format_btc(blocks.pending_msat / 1000),
+        "window_work": blocks.window_work,
+        "window_total_work": blocks.window_total_work,
+        "recent_blocks": blocks.recent_blocks,
         "hashrate": hashrate_json(&detail.hashrate),
         "workers": workers,
         "last_share_at": row.last_share_at,

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod assets;
+pub mod blocks;
 pub mod body;
 pub mod client_ip;
 pub mod error;
@@ -47,6 +48,7 @@ pub fn router(app: App) -> Router {
         .merge(ingest::routes())
         .merge(shares::routes())
         .merge(miner::routes())
+        .merge(blocks::routes())
         .merge(admin::routes())
         .merge(payouts::routes())
         .merge(faucet::routes())

@@ -495,6 +495,18 @@ impl Feed {
                         .data(crate::views::withdrawal_json(row).to_string()),
                 )
             }
+            BusEvent::Block(row) => {
+                if self.item > 0 || !self.cursor.admit(envelope.seq) {
+                    return None;
+                }
+                self.item = 1;
+                Some(
+                    Event::default()
+                        .event("block")
+                        .id(envelope.seq.to_string())
+                        .data(serde_json::to_string(row).unwrap_or_default()),
+                )
+            }
             // Not part of the public stream; skipping them still moves the
             // cursor, so resume ids stay exact.
             BusEvent::Batch(_) | BusEvent::Audit(_) | BusEvent::Faucet { .. } => {

@@ -23,7 +23,12 @@ pub(super) fn insert_share_report(
     let account = ledger::miner_account(&report.miner_id);
     // Before any write: a credit beyond the balance bound is this report's
     // refusal alone, never a fault that fails its whole group.
-    check_credit(ctx, &account, credited_msat)?;
+    // Under PPLNS/SOLO the report carries no credit (it counts in the next
+    // block's window): no rollup group, nothing accrued.
+    let rollup = (credited_msat > 0).then_some(group);
+    if credited_msat > 0 {
+        check_credit(ctx, &account, credited_msat)?;
+    }
     let inserted = ctx
         .conn
         .prepare_cached(
@@ -40,7 +45,7 @@ pub(super) fn insert_share_report(
             credited_msat,
             report.ts,
             ctx.now_s,
-            group
+            rollup
         ])?;
     if inserted == 0 {
         let event_id = report.event_id.clone().unwrap_or_default();
@@ -64,14 +69,21 @@ pub(super) fn insert_share_report(
     if !miner_known {
         miners::ensure_exists(ctx, &report.miner_id, "report")?;
     }
-    let (account_id, accrued_group) = ledger::accrue(
-        ctx,
-        POOL_REWARDS,
-        &account,
-        TransferKind::ShareCredit,
-        credited_msat,
-    )?;
-    debug_assert_eq!(group, accrued_group);
+    let account_id = if credited_msat > 0 {
+        let (account_id, accrued_group) = ledger::accrue(
+            ctx,
+            POOL_REWARDS,
+            &account,
+            TransferKind::ShareCredit,
+            credited_msat,
+        )?;
+        debug_assert_eq!(group, accrued_group);
+        account_id
+    } else {
+        // No credit, so possibly no account yet: id 0 is never a rowid,
+        // and the caller then reads the balance as 0.
+        ledger::account_id(ctx.conn, &account)?.unwrap_or(0)
+    };
     let minute = ctx.now_s - ctx.now_s.rem_euclid(60);
     ctx.state
         .work_add(&report.miner_id, &report.worker_name, minute, work);
@@ -221,19 +233,52 @@ pub fn block_credits_of(
 /// `work_cutoff_s`, at most `limit` rows per table per call (the caller
 /// repeats), so one call never holds the writer for long. Transfers are
 /// money records and are never pruned.
+/// Pool reports newest first, as PPLNS window records (`shares ×
+/// difficulty`), until `work` is covered or the reports run out.
+pub fn reports_newest_first(
+    conn: &Connection,
+    work: u64,
+) -> rusqlite::Result<Vec<crate::blocks::split::Record>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, miner_id, shares, difficulty FROM share_reports ORDER BY id DESC",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    let mut total: u128 = 0;
+    while total < u128::from(work) {
+        let Some(row) = rows.next()? else { break };
+        let shares: i64 = row.get(2)?;
+        let difficulty: i64 = row.get(3)?;
+        // Both are positive (CHECK) and their product is bounded by
+        // ingest.max_work_per_report.
+        let record_work = (shares as u128 * difficulty as u128).min(u128::from(u64::MAX)) as u64;
+        total += u128::from(record_work);
+        out.push(crate::blocks::split::Record {
+            id: row.get(0)?,
+            miner_id: row.get(1)?,
+            work: record_work,
+        });
+    }
+    Ok(out)
+}
+
+/// `keep_from_id`: reports with this id or newer are kept whatever their
+/// age (the current PPLNS window; windows of found blocks are copied into
+/// `block_window` when the block is found, so they need no raw report).
 pub fn prune(
     ctx: &WriteCtx<'_>,
     cutoff_s: i64,
     work_cutoff_s: i64,
     limit: i64,
+    keep_from_id: Option<i64>,
 ) -> rusqlite::Result<usize> {
     // Ids grow with time, so walking ids from the oldest needs no index on
     // received_at.
     let shares = ctx.conn.execute(
         "DELETE FROM share_reports WHERE id IN (
              SELECT id FROM share_reports ORDER BY id LIMIT ?2
-         ) AND received_at < ?1",
-        params![cutoff_s, limit],
+         ) AND received_at < ?1 AND (?3 IS NULL OR id < ?3)",
+        params![cutoff_s, limit, keep_from_id],
     )?;
     let blocks = ctx.conn.execute(
         "DELETE FROM block_reports WHERE id IN (
@@ -257,7 +302,7 @@ pub fn verify(conn: &Connection, retention_cutoff_s: i64) -> rusqlite::Result<Ve
     let mut stmt = conn.prepare(
         "WITH reports AS (
              SELECT rollup_group, miner_id, SUM(credited_msat) AS total, COUNT(*) AS n, 'share_credit' AS kind
-             FROM share_reports GROUP BY rollup_group, miner_id
+             FROM share_reports WHERE rollup_group IS NOT NULL GROUP BY rollup_group, miner_id
              UNION ALL
              SELECT rollup_group, miner_id, SUM(credited_msat), COUNT(*), 'block_credit'
              FROM block_reports GROUP BY rollup_group, miner_id
@@ -307,7 +352,7 @@ pub fn verify(conn: &Connection, retention_cutoff_s: i64) -> rusqlite::Result<Ve
     let orphans: i64 = conn.query_row(
         "SELECT COUNT(*) FROM transfers t
          WHERE t.kind IN ('share_credit', 'block_credit') AND t.created_at >= ?1
-           AND t.rollup_group NOT IN (SELECT rollup_group FROM share_reports UNION SELECT rollup_group FROM block_reports)",
+           AND t.rollup_group NOT IN (SELECT rollup_group FROM share_reports WHERE rollup_group IS NOT NULL UNION SELECT rollup_group FROM block_reports)",
         [retention_cutoff_s],
         |r| r.get(0),
     )?;

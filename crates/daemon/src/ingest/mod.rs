@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::miners::{self, ActivityCache};
 use crate::secrets::Secrets;
 use crate::store::{StorageFault, Store, StoreError, WriteError};
-pub use db::{block_credits_of, prune, share_credits_of, verify};
+pub use db::{block_credits_of, prune, reports_newest_first, share_credits_of, verify};
 pub use feed::CreditFeed;
 
 /// Longest `event_id` accepted (one rule for every signed or reported id).
@@ -236,7 +236,9 @@ impl Ingest {
                 metrics,
                 allow_unprotected: config.ingest.allow_unprotected_reports,
                 tolerance_s: config.ingest.timestamp_tolerance_s,
-                rate_per_share_msat: config.ingest.rate_per_share_btc.msat(),
+                // PPLNS and SOLO credit nothing per share (blocks pay).
+                rate_per_share_msat: crate::blocks::scheme::Scheme::from_config(&config.accounting)
+                    .per_share_rate_msat(config.ingest.rate_per_share_btc.msat()),
                 rate_per_work_msat: config.ingest.rate_per_work_btc.msat(),
                 max_work_per_report: config.ingest.max_work_per_report,
                 self_prefix: config.auth.self_registration_prefix.clone(),

@@ -32,6 +32,9 @@ pub const POOL_REWARDS: &str = "pool:rewards";
 pub const POOL_FEES: &str = "pool:fees";
 /// Manual adjustments by an admin (either sign).
 pub const POOL_ADJUSTMENTS: &str = "pool:adjustments";
+/// The source of block rewards under PPLNS and SOLO (src/blocks):
+/// negative by what matured blocks have credited to miners.
+pub const POOL_BLOCKS: &str = "pool:blocks";
 /// Money reserved for requested, approved or in-flight withdrawals.
 pub const WITHDRAWALS_HELD: &str = "withdrawals:held";
 /// Paid on chain to miners.
@@ -63,7 +66,7 @@ pub fn miner_account(miner_id: &str) -> String {
 /// accounts of this ledger (refused, so a typo cannot create one).
 pub fn allows_negative(name: &str) -> Option<bool> {
     match name {
-        POOL_REWARDS | POOL_FEES | POOL_ADJUSTMENTS | FAUCET_FUNDING => Some(true),
+        POOL_REWARDS | POOL_FEES | POOL_ADJUSTMENTS | FAUCET_FUNDING | POOL_BLOCKS => Some(true),
         WITHDRAWALS_HELD | PAYOUTS_SENT | FEES_NETWORK | FAUCET_HELD | FAUCET_SENT => Some(false),
         _ if name.starts_with("miner:") && name.len() > "miner:".len() => Some(false),
         _ => None,
@@ -78,6 +81,10 @@ pub enum TransferKind {
     BlockCredit,
     /// Rolled-up credits of `POST /api/v2/shares` (src/shares).
     PoolShareCredit,
+    /// A miner's part of a matured block (src/blocks), one per (block, miner).
+    PoolBlockCredit,
+    /// That part taken back when a matured block left the best chain.
+    PoolBlockReversal,
     WithdrawalHold,
     WithdrawalRelease,
     Payout,
@@ -94,6 +101,8 @@ impl TransferKind {
             TransferKind::ShareCredit => "share_credit",
             TransferKind::BlockCredit => "block_credit",
             TransferKind::PoolShareCredit => "pool_share_credit",
+            TransferKind::PoolBlockCredit => "pool_block_credit",
+            TransferKind::PoolBlockReversal => "pool_block_reversal",
             TransferKind::WithdrawalHold => "withdrawal_hold",
             TransferKind::WithdrawalRelease => "withdrawal_release",
             TransferKind::Payout => "payout",

@@ -109,7 +109,7 @@ pub fn verify(conn: &Connection) -> rusqlite::Result<Vec<Violation>> {
 
     let mut stmt = conn.prepare(
         "SELECT a.name FROM accounts a
-         WHERE NOT (a.name IN ('pool:rewards','pool:fees','pool:adjustments','faucet:funding') AND a.allow_negative = 1)
+         WHERE NOT (a.name IN ('pool:rewards','pool:fees','pool:adjustments','faucet:funding','pool:blocks') AND a.allow_negative = 1)
            AND NOT (a.name IN ('withdrawals:held','payouts:sent','fees:network','faucet:held','faucet:sent') AND a.allow_negative = 0)
            AND NOT (a.name LIKE 'miner:_%' AND a.allow_negative = 0)
          LIMIT 100",

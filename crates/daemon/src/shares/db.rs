@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use pooldesk_proto::model::OriginStatus;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SharesError;
 use super::parse::Batch;
@@ -375,6 +375,15 @@ pub fn blocks_since(conn: &Connection, from_s: i64) -> rusqlite::Result<Vec<Bloc
         })
     })?;
     rows.collect()
+}
+
+/// The miner whose share solved block `hash`, if the pool reported it.
+pub fn finder_of(conn: &Connection, hash: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached(
+        "SELECT miner_id FROM block_solves WHERE lower(hash) = lower(?1) ORDER BY received_at LIMIT 1",
+    )?
+    .query_row([hash], |r| r.get(0))
+    .optional()
 }
 
 pub fn rejects(conn: &Connection) -> rusqlite::Result<Vec<(String, String, i64)>> {

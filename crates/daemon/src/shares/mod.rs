@@ -32,7 +32,7 @@ use crate::metrics::Metrics;
 use crate::miners::ActivityCache;
 use crate::secrets::Secrets;
 use crate::store::{StorageFault, Store, StoreError, WriteError};
-pub use db::{BlockSolve, blocks_since, origins, prune, rejects, verify};
+pub use db::{BlockSolve, blocks_since, finder_of, origins, prune, rejects, verify};
 pub use parse::{Batch, Share, parse_batch};
 
 /// `[shares]` in the configuration file.
@@ -177,7 +177,9 @@ impl Shares {
                 feed,
                 metrics,
                 tolerance_s: config.ingest.timestamp_tolerance_s,
-                rate_per_share_msat: config.ingest.rate_per_share_btc.msat(),
+                // PPLNS and SOLO credit nothing per share (blocks pay).
+                rate_per_share_msat: crate::blocks::scheme::Scheme::from_config(&config.accounting)
+                    .per_share_rate_msat(config.ingest.rate_per_share_btc.msat()),
                 self_prefix: config.auth.self_registration_prefix.clone(),
                 max_shares: config.shares.max_shares_per_batch,
             }),

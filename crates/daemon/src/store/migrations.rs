@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "faucet_finality",
         include_str!("../../migrations/0010_faucet_finality.sql"),
     ),
+    (
+        11,
+        "blocks",
+        include_str!("../../migrations/0011_blocks.sql"),
+    ),
 ];
 
 pub(crate) fn apply(conn: &Connection) -> anyhow::Result<()> {

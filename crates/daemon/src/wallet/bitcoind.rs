@@ -23,7 +23,8 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::{
-    FundedPsbt, MempoolAccept, NodeStatus, Output, SignedTx, WalletBackend, WalletError, WalletTx,
+    Coinbase, FundedPsbt, MempoolAccept, NodeStatus, Output, SignedTx, WalletBackend, WalletError,
+    WalletTx,
 };
 use crate::config::{BitcoindConfig, Network};
 
@@ -422,6 +423,27 @@ pub fn parse_signed_sat(text: &str) -> Result<i64, String> {
 struct BlockchainInfo {
     chain: String,
     blocks: u64,
+    #[serde(default)]
+    difficulty: f64,
+}
+
+#[derive(Deserialize)]
+struct SinceBlock {
+    transactions: Vec<SinceBlockEntry>,
+}
+
+#[derive(Deserialize)]
+struct SinceBlockEntry {
+    category: String,
+    txid: String,
+    #[serde(deserialize_with = "signed_sat")]
+    amount: i64,
+    #[serde(default)]
+    confirmations: i64,
+    #[serde(default)]
+    blockhash: Option<String>,
+    #[serde(default)]
+    blockheight: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -540,6 +562,39 @@ struct Accept {
 }
 
 impl WalletBackend for BitcoindWallet {
+    fn coinbases(&self) -> BoxFuture<'_, Result<Option<Vec<Coinbase>>, WalletError>> {
+        Box::pin(async move {
+            // No block hash: every wallet transaction, including coinbases
+            // of blocks that left the best chain (category `orphan`).
+            let since: SinceBlock = self.call(true, "listsinceblock", vec![]).await?;
+            let mut by_txid: std::collections::BTreeMap<String, Coinbase> = Default::default();
+            for entry in since.transactions {
+                if !matches!(entry.category.as_str(), "generate" | "immature" | "orphan") {
+                    continue;
+                }
+                let coinbase = by_txid
+                    .entry(entry.txid.clone())
+                    .or_insert_with(|| Coinbase {
+                        txid: entry.txid.clone(),
+                        block_hash: entry.blockhash.clone(),
+                        height: entry.blockheight,
+                        confirmations: entry.confirmations,
+                        orphan: entry.category == "orphan",
+                        amount_sat: 0,
+                    });
+                coinbase.amount_sat += entry.amount;
+            }
+            Ok(Some(by_txid.into_values().collect()))
+        })
+    }
+
+    fn network_difficulty(&self) -> BoxFuture<'_, Result<Option<f64>, WalletError>> {
+        Box::pin(async move {
+            let info: BlockchainInfo = self.call(false, "getblockchaininfo", vec![]).await?;
+            Ok(Some(info.difficulty))
+        })
+    }
+
     fn kind(&self) -> &'static str {
         "bitcoind"
     }

@@ -202,6 +202,22 @@ pub async fn provably_dead(
     }
 }
 
+/// A coinbase output paying this wallet, as `listsinceblock` reports it
+/// (outputs of one coinbase summed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coinbase {
+    pub txid: String,
+    /// Absent for a coinbase whose block is no longer in the best chain.
+    pub block_hash: Option<String>,
+    pub height: Option<i64>,
+    /// Core's depth: n in the best chain, 0 or negative off it.
+    pub confirmations: i64,
+    /// `orphan` in Core's categories: not (or no longer) in the best chain.
+    pub orphan: bool,
+    /// What the coinbase pays this wallet (all its outputs to us).
+    pub amount_sat: i64,
+}
+
 /// A funded, unsigned PSBT from the wallet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FundedPsbt {
@@ -283,6 +299,18 @@ pub trait WalletBackend: Send + Sync {
     /// stay reserved across node restarts (`lockunspent false … true`).
     fn lock<'a>(&'a self, _outpoints: &'a [String]) -> BoxFuture<'a, Result<(), WalletError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// Every coinbase paying this wallet (categories `generate`,
+    /// `immature`, `orphan`), or `None` for a backend without blocks.
+    fn coinbases(&self) -> BoxFuture<'_, Result<Option<Vec<Coinbase>>, WalletError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// The node's current network difficulty (sizes the PPLNS window; not
+    /// money), or `None` for a backend without a chain.
+    fn network_difficulty(&self) -> BoxFuture<'_, Result<Option<f64>, WalletError>> {
+        Box::pin(async { Ok(None) })
     }
 
     /// Wallet transactions whose comment is exactly `tag`.

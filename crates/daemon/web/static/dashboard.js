@@ -19,6 +19,8 @@ let explorerTxUrl = null;
 let minerHistory = null;
 let poolHistory = null;
 let historyTimer = null;
+let poolBlocks = [];
+const BLOCKS_SHOWN = 10;
 
 /** Hashes per second as text: 1.23 TH/s. Not money: a float is fine. */
 function formatHps(v) {
@@ -149,6 +151,7 @@ function showDetail(d) {
   showWorkers(d.workers);
   $('#credits').replaceChildren(...(d.recent_credits || []).slice(0, MAX_CREDITS).map(creditItem));
   $('#withdrawals').replaceChildren(...(d.withdrawals || []).map(withdrawalRow));
+  showMinerBlocks(d);
   $('#payout-address').textContent = d.payout_address || 'not set';
   $('#payout-payable').textContent = d.payout_address_payable_at
     ? `(payable from ${formatTime(d.payout_address_payable_at)})` : '';
@@ -176,6 +179,86 @@ async function refetch() {
       notify($('#follow-msg'), 'bad', describeError(e));
     }
   }
+}
+
+// ---- blocks (PPLNS / SOLO) ------------------------------------------------------
+
+function statementLink(hash) {
+  return el('a', { href: '/api/blocks/' + encodeURIComponent(hash) + '/statement', title: hash }, 'statement');
+}
+
+/** `immature, 63 to go` while immature; the state otherwise. */
+function blockState(b) {
+  if (b.state === 'immature' && b.confirmations_to_maturity !== undefined) {
+    return `immature, ${b.confirmations_to_maturity} to go`;
+  }
+  return b.state;
+}
+
+/** Work ratio as a percentage with two decimals, exact integers (BigInt). */
+function workShare(part, whole) {
+  const p = BigInt(part ?? 0);
+  const w = BigInt(whole ?? 0);
+  if (w === 0n) return '—';
+  const bp = (p * 10000n) / w;
+  return `${bp / 100n}.${String(bp % 100n).padStart(2, '0')} %`;
+}
+
+function showMinerBlocks(d) {
+  const box = $('#miner-blocks');
+  const has = d.pending_msat !== undefined;
+  box.classList.toggle('hidden', !has);
+  if (!has) return;
+  const pending = $('#pending');
+  pending.textContent = formatMsatAsBtc(d.pending_msat);
+  pending.dataset.msat = String(d.pending_msat);
+  const share = $('#window-share');
+  share.textContent = `${workShare(d.window_work, d.window_total_work)} (work ${d.window_work ?? 0} of ${d.window_total_work ?? 0})`;
+  share.dataset.work = String(d.window_work ?? 0);
+  share.dataset.total = String(d.window_total_work ?? 0);
+  const rows = (d.recent_blocks || []).map((b) => el('tr', { 'data-hash': b.hash },
+    el('td', {}, String(b.height)),
+    el('td', { class: 'state' }, blockState(b)),
+    el('td', { class: 'num', 'data-msat': String(b.amount_msat) }, formatMsatAsBtc(b.amount_msat)),
+    el('td', {}, statementLink(b.hash))));
+  $('#miner-recent-blocks').replaceChildren(...(rows.length ? rows
+    : [el('tr', {}, el('td', { colspan: '4', class: 'muted' }, 'no block has paid you yet'))]));
+}
+
+function showPoolBlocks() {
+  const rows = poolBlocks.slice(0, BLOCKS_SHOWN).map((b) => el('tr', { 'data-hash': b.hash, 'data-state': b.state },
+    el('td', {}, String(b.height)),
+    el('td', { class: 'state' }, blockState(b)),
+    el('td', { class: 'num', 'data-msat': String(b.reward_msat) }, formatMsatAsBtc(b.reward_msat)),
+    el('td', {}, b.scheme),
+    el('td', {}, formatTime(b.found_at)),
+    el('td', {}, statementLink(b.hash))));
+  $('#pool-blocks').replaceChildren(...(rows.length ? rows
+    : [el('tr', {}, el('td', { colspan: '6', class: 'muted' }, 'none yet'))]));
+  if (poolHistory) drawPoolCharts(poolHistory);
+}
+
+async function refetchBlocks() {
+  try {
+    const answer = await api('/api/blocks?limit=' + BLOCKS_SHOWN);
+    poolBlocks = answer.blocks || [];
+    remember('blocks', poolBlocks);
+  } catch (e) {
+    const kept = offline(e) ? recall('blocks') : null;
+    if (!kept) return;
+    poolBlocks = kept.value;
+  }
+  showPoolBlocks();
+}
+
+/** A `block` event: the row changes in place (or arrives on top). */
+function upsertBlock(b) {
+  const i = poolBlocks.findIndex((x) => x.hash === b.hash);
+  if (i >= 0) poolBlocks[i] = b; else poolBlocks.unshift(b);
+  poolBlocks.sort((x, y) => y.height - x.height);
+  showPoolBlocks();
+  // Pending and "what it paid you" change with the block's state.
+  refetch();
 }
 
 // ---- charts, progress and hourly credits -----------------------------------------
@@ -287,7 +370,12 @@ function liveHashrate(h) {
 function drawPoolCharts(p) {
   drawChart($('#chart-pool-hashrate'), {
     series: [{ name: 'pool', points: p.hashrate.map(([t, , rate]) => [t, rate]), cls: 'c0' }],
-    marks: (p.blocks || []).map((b) => ({ t: b.at, cls: 'block', label: `block ${b.height ?? ''} by ${b.miner_id}` })),
+    marks: [
+      ...(p.blocks || []).map((b) => ({ t: b.at, cls: 'block', label: `block ${b.height ?? ''} by ${b.miner_id}` })),
+      // Blocks whose coinbase pays the pool's wallet (not orphaned).
+      ...poolBlocks.filter((b) => b.state !== 'orphaned' && b.found_at >= p.from)
+        .map((b) => ({ t: b.found_at, cls: 'block', label: `block ${b.height} (${b.state})` })),
+    ],
     from: p.from, to: p.now, step: true, format: formatHps, empty: 'No shares in the last 24 h.',
   });
   drawChart($('#chart-pool-miners'), {
@@ -337,6 +425,7 @@ function connect() {
     setStreamState('live', 'live');
     // Anything that happened while (re)connecting: fetch the truth once.
     refetch();
+    refetchBlocks();
   });
   source.addEventListener('error', () => setStreamState('down', 'reconnecting…'));
   source.addEventListener('pool', (e) => showPool(data(e)));
@@ -350,8 +439,9 @@ function connect() {
   source.addEventListener('credit', (e) => { addCredit(data(e)); refetchHistory(true); });
   source.addEventListener('withdrawal', (e) => { upsertWithdrawal(data(e)); refetchHistory(true); });
   // The server could not replay what we missed: refetch.
-  source.addEventListener('reset', refetch);
-  source.addEventListener('lagged', refetch);
+  source.addEventListener('reset', () => { refetch(); refetchBlocks(); });
+  source.addEventListener('lagged', () => { refetch(); refetchBlocks(); });
+  source.addEventListener('block', (e) => upsertBlock(data(e)));
 }
 
 function follow(id) {
@@ -455,7 +545,8 @@ function start() {
     resizeTimer = setTimeout(redrawAll, 150);
   });
   refetchPoolHistory();
-  historyTimer = setInterval(() => { refetchHistory(); refetchPoolHistory(); }, HISTORY_PERIOD_MS);
+  refetchBlocks();
+  historyTimer = setInterval(() => { refetchHistory(); refetchPoolHistory(); refetchBlocks(); }, HISTORY_PERIOD_MS);
   const initial = new URLSearchParams(location.search).get('miner') || localStorage.getItem('pooldesk.minerId');
   if (initial) {
     $('#miner-id').value = initial;

@@ -8,6 +8,7 @@
 //! the snapshot tests draw into a `TestBackend` exactly what a terminal shows.
 
 pub mod audit;
+pub mod blocks;
 pub mod dialog;
 pub mod faucet;
 pub mod help;
@@ -49,6 +50,7 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
         Tab::Miners => app.miners.draw(frame, body, sh),
         Tab::Withdrawals => app.withdrawals.draw(frame, body, sh),
         Tab::Psbt => app.psbt.draw(frame, body, sh),
+        Tab::Blocks => app.blocks.draw(frame, body, sh),
         Tab::Faucet => app.faucet.draw(frame, body, sh),
         Tab::Audit => app.audit.draw(frame, body, sh),
     }
@@ -62,6 +64,33 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
 }
 
 fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
+    let spans = tab_spans(app, false);
+    let used: usize = spans.iter().map(|s| s.width()).sum();
+    // Seven tabs and the SIMULATED mark do not fit 80 columns with two
+    // spaces around every label: one space, then.
+    let mut spans = if used + 11 > area.width as usize {
+        tab_spans(app, true)
+    } else {
+        spans
+    };
+    let used: usize = spans.iter().map(|s| s.width()).sum();
+    if app.shared.simulated() {
+        let room = (area.width as usize).saturating_sub(used);
+        let label = if room >= 12 {
+            " SIMULATED "
+        } else if room >= 9 {
+            "SIMULATED"
+        } else {
+            "SIM"
+        };
+        let pad = room.saturating_sub(label.len());
+        spans.push(Span::raw(" ".repeat(pad)));
+        spans.push(Span::styled(label, theme::simulated()));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn tab_spans(app: &App, compact: bool) -> Vec<Span<'static>> {
     let mut spans = Vec::new();
     let counts = app.shared.snapshot.as_ref().map(|s| &s.withdrawals);
     for tab in Tab::ALL {
@@ -82,23 +111,13 @@ fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
                 format!("[{label}]"),
                 Style::default().add_modifier(Modifier::REVERSED | Modifier::BOLD),
             ));
+        } else if compact {
+            spans.push(Span::raw(format!(" {label}")));
         } else {
             spans.push(Span::raw(format!(" {label} ")));
         }
     }
-    let used: usize = spans.iter().map(|s| s.width()).sum();
-    if app.shared.simulated() {
-        let room = (area.width as usize).saturating_sub(used);
-        let label = if room >= 12 {
-            " SIMULATED "
-        } else {
-            "SIMULATED"
-        };
-        let pad = room.saturating_sub(label.len());
-        spans.push(Span::raw(" ".repeat(pad)));
-        spans.push(Span::styled(label, theme::simulated()));
-    }
-    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+    spans
 }
 
 /// Status line when live; a two-line banner when not (the last data stays on
@@ -208,6 +227,7 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
                 Tab::Miners => app.miners.hints(),
                 Tab::Withdrawals => app.withdrawals.hints(),
                 Tab::Psbt => app.psbt.hints(),
+                Tab::Blocks => app.blocks.hints(),
                 Tab::Faucet => app.faucet.hints(),
                 Tab::Audit => app.audit.hints(),
             };
