@@ -217,3 +217,36 @@ async fn batches_are_idempotent_all_or_nothing_bounded_and_signed() {
         assert!(text.contains(expect), "{tamper}: {text}");
     }
 }
+
+/// Under PPLNS, batched shares would be recorded, credit nothing per share
+/// and never enter a window (windows count the pool's share reports): their
+/// miners would silently earn nothing. The batch is refused with a clear
+/// 409 and nothing is recorded, so a bridge keeps its cursor and the
+/// operator sees why.
+#[tokio::test(flavor = "multi_thread")]
+async fn batches_are_refused_under_pplns_and_record_nothing() {
+    let daemon = Daemon::start(DaemonOptions {
+        config: "[accounting]\nscheme = \"pplns\"\npplns_min_window_work = 99\n".into(),
+        ..DaemonOptions::default()
+    })
+    .await;
+    let body = batch("pool-a", vec![share(1, "alice", 5, true)]);
+    let (status, answer) = post_batch(&daemon, &body).await;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["error"], "scheme_unsupported", "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("report_share"),
+        "{answer}"
+    );
+    assert_eq!(daemon.sql_i64("SELECT COUNT(*) FROM pool_shares"), 0);
+    assert_eq!(daemon.sql_i64("SELECT COUNT(*) FROM share_origins"), 0);
+    assert_eq!(daemon.balance_msat_if_known("alice").await, None);
+    // Unsigned is still unauthorized first: nothing about the config leaks
+    // to a stranger.
+    let (status, _) = post_batch_raw(&daemon, &body, None).await;
+    assert_eq!(status, 401);
+    daemon.assert_verified();
+}

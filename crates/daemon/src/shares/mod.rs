@@ -72,6 +72,14 @@ pub enum SharesError {
     BadShare { index: usize, reason: String },
     #[error("{count} shares in one batch; at most {max}")]
     TooMany { count: usize, max: usize },
+    /// PPLNS windows count the pool's share reports only: a batch here
+    /// would be recorded, credit nothing per share and never be in a
+    /// window, so its miners would silently be paid nothing. Refused
+    /// (nothing recorded; a bridge keeps its cursor and retries).
+    #[error(
+        "accounting.scheme = \"pplns\": batched shares (/api/v2/shares) are not counted in PPLNS windows yet, so they would earn nothing; nothing in this batch was recorded. Report shares with POST /api/report_share, or run PPS or SOLO"
+    )]
+    SchemeUnsupported,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("share storage error: {0}")]
@@ -116,6 +124,7 @@ impl SharesError {
             SharesError::Malformed(_) => "malformed",
             SharesError::Invalid(_) | SharesError::BadShare { .. } => "invalid",
             SharesError::TooMany { .. } => "too_large",
+            SharesError::SchemeUnsupported => "scheme_unsupported",
             SharesError::BalanceBound(_) => "balance_bound",
             SharesError::Store(_) | SharesError::Db(_) | SharesError::Ledger(_) => "unavailable",
         }
@@ -152,6 +161,8 @@ struct Inner {
     metrics: Metrics,
     tolerance_s: i64,
     rate_per_share_msat: i64,
+    /// PPLNS is in force: batches are refused ([`SharesError::SchemeUnsupported`]).
+    pplns: bool,
     /// The self-registration namespace (`auth.self_registration_prefix`).
     self_prefix: String,
     max_shares: usize,
@@ -180,6 +191,7 @@ impl Shares {
                 // PPLNS and SOLO credit nothing per share (blocks pay).
                 rate_per_share_msat: crate::blocks::scheme::Scheme::from_config(&config.accounting)
                     .per_share_rate_msat(config.ingest.rate_per_share_btc.msat()),
+                pplns: config.accounting.scheme == pooldesk_proto::model::PayoutScheme::Pplns,
                 self_prefix: config.auth.self_registration_prefix.clone(),
                 max_shares: config.shares.max_shares_per_batch,
             }),
@@ -216,6 +228,9 @@ impl Shares {
             signature,
         ) {
             return Err(SharesError::BadSignature);
+        }
+        if inner.pplns {
+            return Err(SharesError::SchemeUnsupported);
         }
         let batch = parse_batch(body, inner.rate_per_share_msat, inner.max_shares)?;
         self.check_ts(batch.ts)?;
