@@ -105,6 +105,9 @@ async fn the_dashboard_shows_blocks_and_pending_earnings_live() {
     .await;
     assert_eq!(shown["blocks"], json!([]), "no block yet: {shown}");
     browser.eval("window.__noReload = 1; return true;").await;
+    // The progress estimate names the scheme it assumes.
+    let (_, history) = d.get("/api/miners/alice/history").await;
+    assert_eq!(history["progress"]["scheme"], "pplns", "{history}");
 
     // A block to the pool's wallet: immature, alice's part pending.
     node.mine(1, &pool).await;

@@ -90,6 +90,7 @@ pub async fn miner_history(app: &App, miner_id: String) -> Result<Value, MinerSe
     );
     let estimable = progress.basis_s >= MIN_ESTIMATE_BASIS_S;
     let explorer = app.config.http.explorer_tx_url(app.config.network);
+    let scheme = app.config.accounting.scheme;
     let link = |txid: &str| explorer.as_ref().map(|t| t.replace("{txid}", txid));
     let workers: serde_json::Map<String, Value> = history
         .workers
@@ -112,7 +113,7 @@ pub async fn miner_history(app: &App, miner_id: String) -> Result<Value, MinerSe
             "txid": p.txid, "explorer_url": p.txid.as_deref().and_then(link),
         })).collect::<Vec<_>>(),
         "progress": {
-            "scheme": "pps",
+            "scheme": scheme.as_str(),
             "threshold_msat": progress.threshold_msat,
             "threshold_btc": format_btc(threshold_sat),
             "balance_msat": progress.balance_msat,
@@ -126,10 +127,18 @@ pub async fn miner_history(app: &App, miner_id: String) -> Result<Value, MinerSe
             "basis_s": progress.basis_s,
             "eta_s": if estimable || progress.to_go_msat == 0 { progress.eta_s } else { None },
             "assumptions": if estimable {
-                format!(
-                    "pay per share: exactly what the last {} paid, at the same pace",
-                    pooldesk_proto::model::format_span_s(progress.basis_s)
-                )
+                let span = pooldesk_proto::model::format_span_s(progress.basis_s);
+                match scheme {
+                    pooldesk_proto::model::PayoutScheme::Pps => format!(
+                        "pay per share: exactly what the last {span} paid, at the same pace"
+                    ),
+                    // Blocks are random: an estimate, and it says so.
+                    pooldesk_proto::model::PayoutScheme::Pplns
+                    | pooldesk_proto::model::PayoutScheme::Solo => format!(
+                        "{}: an estimate — what matured blocks credited you in the last {span}, at the same pace; blocks come at random (a day without one pays nothing), pending (immature) parts count only once they mature",
+                        scheme.as_str().to_uppercase()
+                    ),
+                }
             } else {
                 format!(
                     "too early to estimate: {} of history, at least {} needed",
