@@ -131,6 +131,9 @@ async fn the_dashboard_shows_blocks_and_pending_earnings_live() {
         "the page's pending = the API's: {shown} {alice}"
     );
     assert_eq!(alice["pending_msat"], 2_474_747_474_747i64, "{alice}");
+    browser
+        .eval("document.querySelector('#miner-blocks').scrollIntoView(); return true;")
+        .await;
     browser.screenshot("blocks-phone").await;
 
     // Matured 100 blocks later: pending 0, the part is what it paid alice.
@@ -153,6 +156,9 @@ async fn the_dashboard_shows_blocks_and_pending_earnings_live() {
         .eval("return performance.getEntries().map(e => e.name).filter(n => /^[a-z]+:/.test(n) && !n.startsWith(location.origin));")
         .await;
     assert_eq!(outside, json!([]), "requests to another origin");
+    browser
+        .eval("document.querySelector('#miner-blocks').scrollIntoView(); return true;")
+        .await;
     browser.screenshot("blocks-phone-matured").await;
     d.assert_verified();
 }
