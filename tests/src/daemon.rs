@@ -496,15 +496,25 @@ impl Daemon {
     /// Fetches a faucet challenge, solves it for `address` and posts the
     /// claim; returns the request id.
     pub async fn faucet_claim(&self, address: &str) -> i64 {
+        self.faucet_claim_from(address, None).await
+    }
+
+    /// [`Daemon::faucet_claim`] as a client behind a trusted proxy
+    /// (`X-Forwarded-For: forwarded_for`), so per-IP limits see it apart.
+    pub async fn faucet_claim_from(&self, address: &str, forwarded_for: Option<&str>) -> i64 {
         let (status, body) = self.get("/api/faucet/challenge").await;
         assert_eq!(status, 200, "challenge: {body}");
         let challenge = body["challenge"].as_str().expect("challenge").to_string();
         let bits = body["difficulty_bits"].as_u64().expect("bits") as u32;
         let nonce = pooldesk_proto::pow::solve_pow(&challenge, address, bits);
-        let response = self
+        let mut request = self
             .http
             .post(format!("{}/api/faucet", self.url))
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        if let Some(ip) = forwarded_for {
+            request = request.header("x-forwarded-for", ip);
+        }
+        let response = request
             .body(
                 serde_json::to_vec(
                     &serde_json::json!({"address": address, "challenge": challenge, "nonce": nonce}),

@@ -346,3 +346,82 @@ async fn a_bumped_faucet_payment_is_followed_to_final() {
     d.assert_verified();
     d.assert_wallet_verified();
 }
+
+/// Requests queued together are paid in one transaction by the real
+/// wallet: one output per address, the ledger's sent = what the receivers
+/// got, the fee = the wallet's, the TUI's faucet status and the metrics
+/// agree, and `verify --wallet` is clean. (Ported from `faucet_rules`,
+/// where the simulated wallet paid.)
+#[tokio::test(flavor = "multi_thread")]
+async fn queued_requests_are_paid_in_one_transaction_by_the_real_wallet() {
+    let Some(exe) = exe_or_skip(SUITE) else {
+        return;
+    };
+    let node = Bitcoind::start(&exe).await;
+    node.create_wallet("pool").await;
+    node.create_wallet("recv").await;
+    let mine_to = node.new_address("pool").await;
+    node.mine(101, &mine_to).await;
+    // Rounds every 5 s: the three claims below land in one round.
+    let d = Daemon::start(DaemonOptions {
+        config: config(
+            &node.node("pool"),
+            "hot",
+            "",
+            "[faucet]\ndifficulty_bits = 8\nbatch_interval_s = 5\n[http]\ntrusted_proxies = [\"127.0.0.1\"]\n",
+        ),
+        ..Default::default()
+    })
+    .await;
+    let mut claims = Vec::new();
+    for i in 0..3 {
+        let address = node.new_address("recv").await;
+        let id = d
+            .faucet_claim_from(&address, Some(&format!("192.0.2.{}", i + 1)))
+            .await;
+        claims.push((id, address));
+    }
+    let mut txids = Vec::new();
+    for (id, _) in &claims {
+        txids.push(wait_paid(&d, *id).await);
+    }
+    txids.dedup();
+    // A round may fall between two claims: at most two transactions.
+    assert!(txids.len() <= 2, "{txids:?}");
+    node.mine(1, &mine_to).await;
+    for (_, address) in &claims {
+        assert_eq!(node.received_sat("recv", address, 1).await, AMOUNT_SAT);
+    }
+    assert_eq!(account_msat(&d, "faucet:sent"), 3 * AMOUNT_SAT * 1000);
+    assert_eq!(account_msat(&d, "faucet:held"), 0);
+    let mut wallet_fees_sat = 0;
+    for txid in &txids {
+        let tx = node
+            .call(Some("pool"), "gettransaction", &json!([txid]).to_string())
+            .await;
+        wallet_fees_sat += -amount_sat(tx.get("fee").expect("fee"));
+    }
+    assert_eq!(account_msat(&d, "fees:network"), wallet_fees_sat * 1000);
+    let mut control = d.control().await;
+    match control
+        .request(pooldesk_proto::control::Request::FaucetStatus)
+        .await
+        .unwrap()
+    {
+        pooldesk_proto::control::Outcome::Ok(pooldesk_proto::control::Response::Faucet(s)) => {
+            assert!(s.enabled);
+            assert_eq!(s.spent_today_sat, 3 * AMOUNT_SAT);
+            assert!(s.queued.is_empty());
+            assert_eq!(s.recent.len(), 3);
+            assert!(s.recent.iter().all(|r| r.state == "paid"));
+        }
+        other => panic!("faucet status: {other:?}"),
+    }
+    let metrics = d.metrics_text().await;
+    assert!(
+        metrics.contains("pooldesk_faucet_requests_total{state=\"queued\"} 3"),
+        "{metrics}"
+    );
+    d.assert_verified();
+    d.assert_wallet_verified();
+}
