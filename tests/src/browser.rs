@@ -6,6 +6,7 @@
 //! `None` when either binary is missing, after [`crate::skip::skip_or_fail`]
 //! says so on stderr (and, with `CI=true`, fails the test instead).
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -212,7 +213,11 @@ impl Browser {
             return None;
         }
         let port = crate::daemon::free_port();
+        // Its own process group: Chromium is chromedriver's child, and a
+        // killed chromedriver leaves it running (a leaked browser per test
+        // eats a 2-core machine); the group is killed as one.
         let driver = Command::new(CHROMEDRIVER)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -354,8 +359,18 @@ impl Browser {
         self.viewport(1280, 900).await;
     }
 
-    pub async fn close(mut self) {
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
+        // Drop kills what is left.
+    }
+
+    /// chromedriver and every browser process it started.
+    fn kill_all(&mut self) {
+        // SAFETY: killpg on the group this Browser created; no memory
+        // is touched.
+        unsafe {
+            libc::killpg(self.driver.id() as libc::pid_t, libc::SIGKILL);
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -363,8 +378,7 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        self.kill_all();
     }
 }
 
