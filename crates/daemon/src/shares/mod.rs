@@ -77,7 +77,7 @@ pub enum SharesError {
     /// window, so its miners would silently be paid nothing. Refused
     /// (nothing recorded; a bridge keeps its cursor and retries).
     #[error(
-        "accounting.scheme = \"pplns\": batched shares (/api/v2/shares) are not counted in PPLNS windows yet, so they would earn nothing; nothing in this batch was recorded. Report shares with POST /api/report_share, or run PPS or SOLO"
+        "accounting.scheme = \"pplns\": batched accepted shares (/api/v2/shares) are not counted in PPLNS windows yet, so they would earn nothing; nothing in this batch was recorded. Report shares with POST /api/report_share (block solves and rejects are still taken here), or run PPS or SOLO"
     )]
     SchemeUnsupported,
     #[error(transparent)]
@@ -229,11 +229,14 @@ impl Shares {
         ) {
             return Err(SharesError::BadSignature);
         }
-        if inner.pplns {
+        let batch = parse_batch(body, inner.rate_per_share_msat, inner.max_shares)?;
+        // Under PPLNS only block solves (the pool naming a block's finder)
+        // and rejects are taken here; ordinary accepted shares would earn
+        // nothing, so the whole batch is refused and nothing is recorded.
+        self.check_ts(batch.ts)?;
+        if inner.pplns && batch.shares.iter().any(|s| s.accepted && !s.block) {
             return Err(SharesError::SchemeUnsupported);
         }
-        let batch = parse_batch(body, inner.rate_per_share_msat, inner.max_shares)?;
-        self.check_ts(batch.ts)?;
         let received = batch.shares.len();
         let origin = batch.origin.clone();
         let activity = inner.activity.clone();
