@@ -53,9 +53,10 @@ obtain_bitcoind() {
 }
 phase "bitcoind for the real-node tests (contrib/ci/bitcoind.sh)" obtain_bitcoind
 
+# Every suite runs even after one fails (--no-fail-fast: CI shows all failures).
 # End-to-end tests start real daemons; a few threads keep a 2-core machine
 # responsive enough for their assertions (which wait on events, not clocks).
-phase "cargo test (workspace)" cargo test --workspace -- --test-threads "${TEST_THREADS:-4}"
+phase "cargo test (workspace)" cargo test --workspace --no-fail-fast -- --test-threads "${TEST_THREADS:-4}"
 phase "container image (contrib/ci/container.sh)" contrib/ci/container.sh
 
 if [ -x contrib/ci/extra.sh ]; then
