@@ -223,6 +223,20 @@ async fn an_id_older_than_the_window_gets_reset_then_live_events() {
     // An id that was never ours.
     let mut junk = EventStream::open(&url, Some("not-a-number")).await;
     assert_eq!(junk.next(WAIT).await.unwrap().event, "reset");
+    // An id ahead of every id given (a clock stepped back since, or made
+    // up): reset, then live — not a stream that silently drops everything
+    // up to that id.
+    let ahead = (u64::MAX / 2).to_string();
+    let mut ahead_stream = EventStream::open(&url, Some(&ahead)).await;
+    let first = ahead_stream.next(WAIT).await.expect("an event");
+    assert_eq!(first.event, "reset", "{first:?}");
+    assert_eq!(first.json()["reason"], "unknown_id");
+    report(&d, "erin", "w", 5).await;
+    let credit = ahead_stream
+        .next_of(&["credit"], WAIT)
+        .await
+        .expect("live after reset");
+    assert_eq!(credit.json()["miner_id"], "erin");
     d.assert_verified();
 }
 

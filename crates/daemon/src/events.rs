@@ -192,6 +192,10 @@ pub enum Replay {
     /// The requested seq is older than the ring: the client missed events
     /// and must refetch its state.
     TooOld,
+    /// The requested seq was never assigned (a clock stepped back since it
+    /// was, or a made-up id): resuming after it would drop every event up
+    /// to it, so the client starts over too.
+    Unknown,
 }
 
 impl EventBus {
@@ -303,6 +307,10 @@ impl EventBus {
             .front()
             .map(|e| e.seq)
             .unwrap_or(ring.next_seq);
+        // First: `after_seq + 1` below cannot overflow past this.
+        if after_seq >= ring.next_seq {
+            return (rx, Replay::Unknown);
+        }
         if after_seq + 1 < oldest && after_seq + 1 < ring.next_seq {
             return (rx, Replay::TooOld);
         }
@@ -455,13 +463,16 @@ mod tests {
             Replay::Events(events) => {
                 assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5])
             }
-            Replay::TooOld => panic!("3 is retained"),
+            _ => panic!("3 is retained"),
         }
         assert!(matches!(bus.subscribe_from(1).1, Replay::TooOld));
         match bus.subscribe_from(5).1 {
             Replay::Events(events) => assert!(events.is_empty()),
-            Replay::TooOld => panic!("up to date"),
+            _ => panic!("up to date"),
         }
+        // 6 is the next seq, not yet assigned: never handed out.
+        assert!(matches!(bus.subscribe_from(6).1, Replay::Unknown));
+        assert!(matches!(bus.subscribe_from(u64::MAX).1, Replay::Unknown));
     }
 
     #[test]

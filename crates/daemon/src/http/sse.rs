@@ -4,7 +4,8 @@
 //! for a stream following one miner (`?miner=ID`) that miner's `credit`,
 //! `withdrawal` and `balance`, plus a `hashrate` event derived at each pool
 //! tick. Control events: `reset` (the `Last-Event-ID` is older than the
-//! replay window: refetch, then carry on live) and `lagged` (this client
+//! replay window, or one this daemon never gave: refetch, then carry on
+//! live) and `lagged` (this client
 //! fell behind the bus and missed `missed` events: refetch).
 //!
 //! **Ids** are bus sequence numbers; an envelope of N credits uses N
@@ -266,6 +267,9 @@ fn stream(
         Resume::After(after) => match app.bus.subscribe_from(after) {
             (rx, Replay::Events(events)) => (rx, events, Cursor(after), None),
             (rx, Replay::TooOld) => (rx, Vec::new(), Cursor(0), Some(reset_event("too_old"))),
+            // An id this daemon never gave: resuming after it would drop
+            // every event up to it, a silent stream.
+            (rx, Replay::Unknown) => (rx, Vec::new(), Cursor(0), Some(reset_event("unknown_id"))),
         },
     };
     // Of the pool snapshots in the replay only the newest matters.
