@@ -72,14 +72,9 @@ async fn sends_to(node: &Bitcoind, address: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_faucet_payment_is_committed_before_it_leaves_and_a_kill_at_every_step_pays_once() {
-    let Some(exe) = exe_or_skip(SUITE) else {
+    let Some((node, mine_to)) = funded_node().await else {
         return;
     };
-    let node = Bitcoind::start(&exe).await;
-    node.create_wallet("pool").await;
-    node.create_wallet("recv").await;
-    let mine_to = node.new_address("pool").await;
-    node.mine(101, &mine_to).await;
     for step in ["faucet_signed", "faucet_committed", "faucet_broadcast"] {
         let address = node.new_address("recv").await;
         let mut d = Daemon::start(DaemonOptions {
@@ -172,6 +167,19 @@ async fn a_faucet_payment_is_committed_before_it_leaves_and_a_kill_at_every_step
     }
 }
 
+/// A regtest node whose `pool` wallet has a spendable coinbase, and a
+/// `recv` wallet; with the address blocks are mined to. `None` when the
+/// suite is skipped.
+async fn funded_node() -> Option<(Bitcoind, String)> {
+    let exe = exe_or_skip(SUITE)?;
+    let node = Bitcoind::start(&exe).await;
+    node.create_wallet("pool").await;
+    node.create_wallet("recv").await;
+    let mine_to = node.new_address("pool").await;
+    node.mine(101, &mine_to).await;
+    Some((node, mine_to))
+}
+
 /// A daemon on `node`'s `pool` wallet with the faucet paying every second;
 /// `payouts` goes into the `[payouts]` section.
 async fn faucet_daemon(node: &Bitcoind, payouts: &str) -> Daemon {
@@ -220,14 +228,9 @@ fn account_msat(d: &Daemon, name: &str) -> i64 {
 /// the fee: ledger = wallet, nothing paid.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_conflicted_faucet_payment_is_reopened_and_failed_only_when_the_conflict_is_deep() {
-    let Some(exe) = exe_or_skip(SUITE) else {
+    let Some((node, mine_to)) = funded_node().await else {
         return;
     };
-    let node = Bitcoind::start(&exe).await;
-    node.create_wallet("pool").await;
-    node.create_wallet("recv").await;
-    let mine_to = node.new_address("pool").await;
-    node.mine(101, &mine_to).await;
     let d = faucet_daemon(&node, "confirmations = 2").await;
     let address = node.new_address("recv").await;
     let id = d.faucet_claim(&address).await;
@@ -286,14 +289,9 @@ async fn a_conflicted_faucet_payment_is_reopened_and_failed_only_when_the_confli
 /// the tester is paid once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bumped_faucet_payment_is_followed_to_final() {
-    let Some(exe) = exe_or_skip(SUITE) else {
+    let Some((node, mine_to)) = funded_node().await else {
         return;
     };
-    let node = Bitcoind::start(&exe).await;
-    node.create_wallet("pool").await;
-    node.create_wallet("recv").await;
-    let mine_to = node.new_address("pool").await;
-    node.mine(101, &mine_to).await;
     let d = faucet_daemon(&node, "confirmations = 2").await;
     let address = node.new_address("recv").await;
     let id = d.faucet_claim(&address).await;
@@ -354,14 +352,9 @@ async fn a_bumped_faucet_payment_is_followed_to_final() {
 /// where the simulated wallet paid.)
 #[tokio::test(flavor = "multi_thread")]
 async fn queued_requests_are_paid_in_one_transaction_by_the_real_wallet() {
-    let Some(exe) = exe_or_skip(SUITE) else {
+    let Some((node, mine_to)) = funded_node().await else {
         return;
     };
-    let node = Bitcoind::start(&exe).await;
-    node.create_wallet("pool").await;
-    node.create_wallet("recv").await;
-    let mine_to = node.new_address("pool").await;
-    node.mine(101, &mine_to).await;
     // Rounds every 5 s: the three claims below land in one round.
     let d = Daemon::start(DaemonOptions {
         config: config(
