@@ -85,8 +85,10 @@ pub struct PoolHistory {
 pub fn buckets(now_s: i64) -> (i64, Vec<(i64, i64)>) {
     let minute = now_s - now_s.rem_euclid(60);
     let fine_from = minute - FINE_SPAN_S + 60;
-    let coarse_from = fine_from - (SPAN_S - FINE_SPAN_S);
-    let coarse_from = coarse_from - coarse_from.rem_euclid(COARSE_STEP_S);
+    // From a full day before `now` (not before the current minute), rounded
+    // down to a coarse step: the series always covers at least `SPAN_S`.
+    let day_ago = now_s - SPAN_S;
+    let coarse_from = day_ago - day_ago.rem_euclid(COARSE_STEP_S);
     let mut out = Vec::new();
     let mut t = coarse_from;
     while t < fine_from {
@@ -321,7 +323,15 @@ mod tests {
 
     #[test]
     fn buckets_are_contiguous_coarse_then_minutes_and_cover_a_day() {
-        let now = 1_700_000_000 + 37;
+        // Every second of a coarse step: the day must be covered whatever
+        // the alignment (it fell 60 s short when the day-ago minute was on
+        // a coarse boundary).
+        for offset in 0..COARSE_STEP_S * 2 {
+            buckets_cover_a_day_at(1_700_000_000 + offset);
+        }
+    }
+
+    fn buckets_cover_a_day_at(now: i64) {
         let (from, b) = buckets(now);
         assert_eq!(from, b[0].0);
         assert!(now - from >= SPAN_S, "{}", now - from);
