@@ -6,7 +6,9 @@
 //! 100 confirmations, the statement verified by `pooldeskd statement
 //! verify` (and refused once altered); an orphan (`invalidateblock` and a
 //! competing chain) pays nothing and comes back once on `reconsiderblock`;
-//! a pool's block-solve report without a coinbase creates no money.
+//! a pool's block-solve report without a coinbase creates no money; the
+//! same split when the work comes as ckpool-style batches mixed with a
+//! report, with the window ending at the solving share.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -15,6 +17,9 @@ use pooldesk_e2e::bitcoind::{Bitcoind, exe_or_skip};
 use pooldesk_e2e::ckpool::post_batch;
 use pooldesk_e2e::daemon::{Daemon, DaemonOptions, bin, now_s};
 use pooldesk_e2e::payouts::config;
+use pooldesk_proto::control::{Request, Response};
+use pooldesk_proto::model::BlockState;
+use pooldesk_tui::client::one_shot;
 use serde_json::{Value, json};
 
 const SUITE: &str = "blocks_real";
@@ -41,6 +46,10 @@ struct World {
 }
 
 async fn world() -> Option<World> {
+    world_with(ACCOUNTING).await
+}
+
+async fn world_with(accounting: &str) -> Option<World> {
     let exe = exe_or_skip(SUITE)?;
     let node = Bitcoind::start(&exe).await;
     node.create_wallet("pool").await;
@@ -48,7 +57,7 @@ async fn world() -> Option<World> {
     let pool = node.new_address("pool").await;
     let other = node.new_address("other").await;
     let daemon = Daemon::start(DaemonOptions {
-        config: config(&node.node("pool"), "hot", "", ACCOUNTING),
+        config: config(&node.node("pool"), "hot", "", accounting),
         ..Default::default()
     })
     .await;
@@ -313,16 +322,223 @@ async fn a_block_report_without_a_coinbase_creates_no_money() {
     let (status, answer) = post_batch(&w.daemon, &body).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["credited_msat"], 0, "{answer}");
-    // Blocks mined to someone else: the follower looks, finds nothing of ours.
+    // Blocks mined to someone else, then one to the pool as a sentinel:
+    // once the follower has seen the sentinel it has looked past the
+    // others, and the reported hash is still no block of ours.
     w.node.mine(2, &w.other).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    w.node.mine(1, &w.pool).await;
+    let sentinel = wait_block(&w.daemon, "the sentinel block", |b| b["height"] == 3).await;
+    assert_eq!(sentinel["state"], "immature", "{sentinel}");
     let (_, blocks) = w.daemon.get("/api/blocks").await;
-    assert_eq!(blocks["blocks"], json!([]), "{blocks}");
+    assert_eq!(blocks["blocks"].as_array().unwrap().len(), 1, "{blocks}");
+    assert_ne!(sentinel["hash"], json!(format!("{:064x}", 7)));
     assert_eq!(balances(&w.daemon).await, vec![0, 0, 0]);
     assert_eq!(
         w.daemon
             .sql_i64("SELECT COUNT(*) FROM transfers WHERE kind LIKE '%credit%'"),
         0
     );
+    w.daemon.assert_verified();
+}
+
+/// One batch of `shares` accepted shares of `miner` at `diff`, seqs from
+/// `first_seq`; the last one solves `solves` when given.
+fn batch_of(
+    first_seq: i64,
+    miner: &str,
+    shares: i64,
+    diff: u64,
+    solves: Option<&str>,
+) -> Vec<u8> {
+    let list: Vec<Value> = (0..shares)
+        .map(|i| {
+            let mut share = json!({
+                "seq": first_seq + i, "miner": miner, "worker": "rig", "diff": diff,
+                "sdiff": diff as f64 * 1.5, "accepted": true, "time_s": now_s() - 1,
+                "hash": format!("{:064x}", first_seq + i),
+            });
+            if let (true, Some(hash)) = (i == shares - 1, solves) {
+                share["hash"] = hash.into();
+                share["block"] = true.into();
+                share["height"] = 1.into();
+            }
+            share
+        })
+        .collect();
+    serde_json::to_vec(&json!({"origin": "ckpool-a", "ts": now_s(), "shares": list})).unwrap()
+}
+
+/// The ckpool bridge's contract under PPLNS: batched shares and a pool
+/// report in one window, in arrival order, and the window ends at the
+/// solving share — work that arrives after the solve but before the wallet
+/// sees the coinbase belongs to the next block. The block is built without
+/// submitting it (`generateblock … false`) so the solve is reported first,
+/// as a pool does.
+#[tokio::test(flavor = "multi_thread")]
+async fn batched_shares_fill_the_window_up_to_the_solving_share() {
+    let Some(w) = world().await else { return };
+    let built = w
+        .node
+        .call(None, "generateblock", &json!([w.pool, [], false]).to_string())
+        .await;
+    let hash = built["hash"].as_str().unwrap().to_string();
+    // x 9×1, carol 4×10 (batches), alice 5×10 (a report), bob 3×10 with
+    // the solve in his last share, then dave 10×10 after the solve.
+    for body in [
+        batch_of(1, "x", 9, 1, None),
+        batch_of(10, "carol", 4, 10, None),
+    ] {
+        let (status, answer) = post_batch(&w.daemon, &body).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["credited_msat"], 0, "{answer}");
+    }
+    let report = serde_json::to_vec(&json!({
+        "miner_id": "alice", "worker_name": "rig", "shares": 5, "difficulty": 10,
+        "event_id": "alice-1", "ts": now_s(),
+    }))
+    .unwrap();
+    let (status, answer) = w.daemon.post_signed_report(&report).await;
+    assert_eq!(status, 200, "{answer}");
+    for body in [
+        batch_of(14, "bob", 3, 10, Some(&hash)),
+        batch_of(17, "dave", 10, 10, None),
+    ] {
+        let (status, answer) = post_batch(&w.daemon, &body).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let submitted = w
+        .node
+        .call(None, "submitblock", &json!([built["hex"]]).to_string())
+        .await;
+    assert_eq!(submitted, Value::Null, "submitblock: {submitted}");
+
+    let block = wait_block(&w.daemon, "the pool's block", |b| b["hash"] == hash.as_str()).await;
+    assert_eq!(block["state"], "immature", "{block}");
+    let (status, statement) = w.daemon.get(&format!("/api/blocks/{hash}/statement")).await;
+    assert_eq!(status, 200, "{statement}");
+    let parts: Vec<(String, u64, i64)> = statement["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["miner_id"].as_str().unwrap().to_string(),
+                p["work"].as_u64().unwrap(),
+                p["amount_msat"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let table: Vec<(String, u64, i64)> = TABLE
+        .iter()
+        .map(|(m, w, a)| (m.to_string(), *w, *a))
+        .collect();
+    assert_eq!(parts, table, "{statement}");
+    let order: Vec<&str> = statement["shares"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["miner_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["carol", "alice", "bob"], "{statement}");
+    // Each window row says where its work came from.
+    let (status, bob) = w
+        .daemon
+        .get(&format!("/api/blocks/{hash}/shares?miner=bob"))
+        .await;
+    assert_eq!(status, 200, "{bob}");
+    assert_eq!(bob["shares"][0]["source"], "batch:ckpool-a:14-16", "{bob}");
+    assert_eq!(
+        statement["shares"][1]["source"].as_str().map(|s| s.starts_with("report:")),
+        Some(true),
+        "{statement}"
+    );
+    assert_eq!(statement["block"]["finder_miner_id"], "bob", "{statement}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("statement.json");
+    std::fs::write(&file, serde_json::to_vec(&statement).unwrap()).unwrap();
+    let (ok, text) = statement_verify(&file);
+    assert!(ok, "{text}");
+    // What the TUI's Blocks tab asks, through its own client: the same
+    // block and the same split as the HTTP statement.
+    let listed = one_shot(&w.daemon.socket, Request::ListBlocks { limit: None }, DEADLINE)
+        .await
+        .expect("ListBlocks through the TUI client")
+        .1;
+    let Response::Blocks(rows) = listed else {
+        panic!("ListBlocks answered {listed:?}")
+    };
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].hash, hash);
+    assert_eq!(rows[0].state, BlockState::Immature);
+    let answered = one_shot(
+        &w.daemon.socket,
+        Request::BlockStatement { hash: hash.clone() },
+        DEADLINE,
+    )
+    .await
+    .expect("BlockStatement through the TUI client")
+    .1;
+    let Response::BlockStatement(tui_statement) = answered else {
+        panic!("BlockStatement answered {answered:?}")
+    };
+    let tui_parts: Vec<(String, u64, i64)> = tui_statement
+        .parts
+        .iter()
+        .map(|p| (p.miner_id.clone(), p.work, p.amount_msat))
+        .collect();
+    assert_eq!(tui_parts, parts);
+    assert_eq!(
+        tui_statement.shares_sha256,
+        statement["shares_sha256"].as_str().unwrap()
+    );
+    // dave's work waits for the next block: the current window has it.
+    let (_, dave) = w.daemon.get("/api/miners/dave").await;
+    assert_eq!(dave["window_work"], 99, "{dave}");
+
+    w.node.mine(99, &w.other).await;
+    wait_block(&w.daemon, "maturity", |b| b["state"] == "matured").await;
+    let expected: Vec<i64> = TABLE.iter().map(|t| t.2).collect();
+    assert_eq!(balances(&w.daemon).await, expected);
+    assert_eq!(w.daemon.balance_msat_if_known("dave").await.unwrap_or(0), 0);
+    assert_eq!(w.daemon.balance_msat_if_known("x").await.unwrap_or(0), 0);
+    w.daemon.assert_verified();
+}
+
+/// SOLO: the finder the pool names takes the block less the fee, at
+/// maturity; the others' shares earn nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn solo_pays_the_finder_the_pool_names() {
+    let Some(w) = world_with(&ACCOUNTING.replace("\"pplns\"", "\"solo\"")).await else {
+        return;
+    };
+    let built = w
+        .node
+        .call(None, "generateblock", &json!([w.pool, [], false]).to_string())
+        .await;
+    let hash = built["hash"].as_str().unwrap().to_string();
+    for body in [
+        batch_of(1, "alice", 5, 10, None),
+        batch_of(6, "bob", 2, 10, Some(&hash)),
+    ] {
+        let (status, answer) = post_batch(&w.daemon, &body).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["credited_msat"], 0, "{answer}");
+    }
+    let submitted = w
+        .node
+        .call(None, "submitblock", &json!([built["hex"]]).to_string())
+        .await;
+    assert_eq!(submitted, Value::Null, "submitblock: {submitted}");
+    let block = wait_block(&w.daemon, "the pool's block", |b| b["hash"] == hash.as_str()).await;
+    assert_eq!(block["scheme"], "solo", "{block}");
+    let (_, bob) = w.daemon.get("/api/miners/bob").await;
+    assert_eq!(bob["pending_msat"], 4_900_000_000_000i64, "{bob}");
+    w.node.mine(99, &w.other).await;
+    wait_block(&w.daemon, "maturity", |b| b["state"] == "matured").await;
+    assert_eq!(
+        w.daemon.balance_msat_if_known("bob").await,
+        Some(4_900_000_000_000)
+    );
+    assert_eq!(w.daemon.balance_msat_if_known("alice").await.unwrap_or(0), 0);
     w.daemon.assert_verified();
 }

@@ -218,35 +218,52 @@ async fn batches_are_idempotent_all_or_nothing_bounded_and_signed() {
     }
 }
 
-/// Under PPLNS, batched shares would be recorded, credit nothing per share
-/// and never enter a window (windows count the pool's share reports): their
-/// miners would silently earn nothing. The batch is refused with a clear
-/// 409 and nothing is recorded, so a bridge keeps its cursor and the
-/// operator sees why.
+/// Under PPLNS, batched shares earn nothing per share: each miner's
+/// accepted work in a batch joins the one ordered PPLNS share log, between
+/// the pool reports received before and after it, so the next block's
+/// window counts it. Rejected shares and a resend add nothing.
 #[tokio::test(flavor = "multi_thread")]
-async fn batches_are_refused_under_pplns_and_record_nothing() {
+async fn batched_shares_join_the_pplns_window_in_arrival_order() {
     let daemon = Daemon::start(DaemonOptions {
-        config: "[accounting]\nscheme = \"pplns\"\npplns_min_window_work = 99\n".into(),
+        config: "[accounting]\nscheme = \"pplns\"\npplns_min_window_work = 1000\n".into(),
         ..DaemonOptions::default()
     })
     .await;
-    let body = batch("pool-a", vec![share(1, "alice", 5, true)]);
+    let (status, answer) = daemon.post_report("carol", "r1", 7).await;
+    assert_eq!(status, 200, "{answer}");
+    // alice 5 + 2, bob 3, and a rejected share of bob's.
+    let shares = vec![
+        share(1, "alice", 5, true),
+        share(2, "bob", 3, true),
+        share(3, "bob", 9, false),
+        share(4, "alice", 2, true),
+    ];
+    let body = batch("pool-a", shares.clone());
     let (status, answer) = post_batch(&daemon, &body).await;
-    assert_eq!(status, 409, "{answer}");
-    assert_eq!(answer["error"], "scheme_unsupported", "{answer}");
-    assert!(
-        answer["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("report_share"),
-        "{answer}"
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["new"], 4, "{answer}");
+    assert_eq!(answer["credited_msat"], 0, "{answer}");
+    // A resend after a lost answer adds nothing to the window either.
+    let (status, answer) = post_batch(&daemon, &batch("pool-a", shares)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["duplicates"], 4, "{answer}");
+    let (status, answer) = daemon.post_report("carol", "r1", 4).await;
+    assert_eq!(status, 200, "{answer}");
+
+    let log = daemon.sql_text(
+        "SELECT group_concat(miner_id || ' ' || work || ' ' || substr(source, 1, instr(source, ':')), ', ')
+         FROM (SELECT * FROM pplns_work ORDER BY id)",
     );
-    assert_eq!(daemon.sql_i64("SELECT COUNT(*) FROM pool_shares"), 0);
-    assert_eq!(daemon.sql_i64("SELECT COUNT(*) FROM share_origins"), 0);
-    assert_eq!(daemon.balance_msat_if_known("alice").await, None);
-    // Unsigned is still unauthorized first: nothing about the config leaks
-    // to a stranger.
-    let (status, _) = post_batch_raw(&daemon, &body, None).await;
-    assert_eq!(status, 401);
+    assert_eq!(log, "carol 7 report:, alice 7 batch:, bob 3 batch:, carol 4 report:");
+    assert_eq!(
+        daemon.sql_text("SELECT source FROM pplns_work WHERE miner_id = 'alice'"),
+        "batch:pool-a:1-4"
+    );
+    // The miner page shows the window as it stands: 7 of 21.
+    let (status, alice) = daemon.get("/api/miners/alice").await;
+    assert_eq!(status, 200, "{alice}");
+    assert_eq!(alice["window_work"], 7, "{alice}");
+    assert_eq!(alice["window_total_work"], 21, "{alice}");
+    assert_eq!(daemon.balance_msat_if_known("alice").await.unwrap_or(0), 0);
     daemon.assert_verified();
 }

@@ -33,10 +33,11 @@ pub async fn run(app: App) {
                 .write(move |ctx| {
                     // The current PPLNS window is kept whatever its age.
                     let keep_from = crate::blocks::db::window_start(ctx.conn, &scheme, difficulty)?;
-                    let reports =
-                        crate::ingest::prune(ctx, cutoff, work_cutoff, STEP_ROWS, keep_from)?;
+                    let window =
+                        crate::blocks::window::prune(ctx.conn, cutoff, STEP_ROWS, keep_from)?;
                     Ok::<_, rusqlite::Error>(
-                        reports
+                        window
+                            + crate::ingest::prune(ctx, cutoff, work_cutoff, STEP_ROWS)?
                             + crate::shares::prune(ctx, cutoff, STEP_ROWS)?
                             + crate::replay::prune(ctx, replay_cutoff, STEP_ROWS)?,
                     )

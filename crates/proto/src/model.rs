@@ -590,10 +590,15 @@ pub struct StatementPart {
 /// record when the window boundary falls inside it).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatementShare {
-    /// The record's id (`share_reports.id`).
+    /// The record's id in the PPLNS log (`pplns_work.id`): the order.
     pub id: i64,
     pub miner_id: String,
     pub work: u64,
+    /// What the record is, so a miner can find their shares in it:
+    /// `report:<share report id>` or `batch:<origin>:<first seq>-<last
+    /// seq>`. Not part of `shares_sha256`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// Everything a miner needs to check what a block paid: the window, the

@@ -132,7 +132,7 @@ pub fn window_shares(
     miner: Option<&str>,
 ) -> rusqlite::Result<Vec<StatementShare>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT share_id, miner_id, work FROM block_window
+        "SELECT share_id, miner_id, work, source FROM block_window
          WHERE block_hash = ?1 AND (?2 IS NULL OR miner_id = ?2) ORDER BY pos",
     )?;
     stmt.query_map(params![hash, miner], |r| {
@@ -140,6 +140,7 @@ pub fn window_shares(
             id: r.get(0)?,
             miner_id: r.get(1)?,
             work: r.get::<_, i64>(2)? as u64,
+            source: r.get(3)?,
         })
     })?
     .collect()
@@ -262,13 +263,21 @@ fn insert_block(
 ) -> Result<pooldesk_proto::model::AuditEntry, ApplyError> {
     use super::split;
     let reward_msat = coinbase.amount_sat.max(0).saturating_mul(1000);
-    let finder = crate::shares::finder_of(ctx.conn, hash)?;
+    // The pool's solve report names the finder and, when it came in a
+    // batch under PPLNS, the log row holding the solving share: the window
+    // ends there. Without one it ends at what was recorded before now.
+    let solve = crate::shares::solve_of(ctx.conn, hash)?;
+    let finder = solve.as_ref().map(|s| s.miner_id.clone());
     let window_size = match scheme.kind {
         PayoutScheme::Pplns => scheme.pplns_window_work(network_difficulty),
         _ => 0,
     };
     let records = if scheme.kind == PayoutScheme::Pplns {
-        crate::ingest::reports_newest_first(ctx.conn, window_size)?
+        super::window::newest_first(
+            ctx.conn,
+            solve.as_ref().and_then(|s| s.window_id),
+            window_size,
+        )?
     } else {
         Vec::new()
     };
@@ -312,7 +321,7 @@ fn insert_block(
         ])?;
     {
         let mut insert = ctx.conn.prepare_cached(
-            "INSERT INTO block_window (block_hash, pos, share_id, miner_id, work) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO block_window (block_hash, pos, share_id, miner_id, work, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         for (pos, share) in shares.iter().enumerate() {
             insert.execute(params![
@@ -320,7 +329,8 @@ fn insert_block(
                 pos as i64,
                 share.id,
                 share.miner_id,
-                share.work as i64
+                share.work as i64,
+                share.source
             ])?;
         }
         let mut insert = ctx.conn.prepare_cached(
@@ -545,7 +555,7 @@ pub fn blocks_of_miner(
     .collect()
 }
 
-/// The oldest pool report in the current PPLNS window (`None` under PPS
+/// The oldest row of the PPLNS log in the current window (`None` under PPS
 /// and SOLO): pruning keeps it and everything newer.
 pub fn window_start(
     conn: &Connection,
@@ -556,7 +566,7 @@ pub fn window_start(
         return Ok(None);
     }
     let size = scheme.pplns_window_work(network_difficulty);
-    Ok(crate::ingest::reports_newest_first(conn, size)?
+    Ok(super::window::newest_first(conn, None, size)?
         .last()
         .map(|r| r.id))
 }

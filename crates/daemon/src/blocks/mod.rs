@@ -1,5 +1,6 @@
 //! Blocks found by the pool's wallet and how they pay (issue 14). Owns
-//! `blocks`, `block_parts`, `block_window` (migration 0010).
+//! `blocks`, `block_parts`, `block_window` (migration 0011) and the PPLNS
+//! share log `pplns_work` (migration 0012, [`window`]).
 //!
 //! Money comes only from the wallet: every coinbase paying the pool's
 //! wallet (`listsinceblock`, categories generate/immature/orphan) is a
@@ -14,6 +15,7 @@
 pub mod db;
 pub mod scheme;
 pub mod split;
+pub mod window;
 
 use std::time::Duration;
 
@@ -133,7 +135,7 @@ pub async fn miner_blocks(
                 == pooldesk_proto::model::PayoutScheme::Pplns
             {
                 let size = scheme.pplns_window_work(difficulty);
-                let shares = split::window(crate::ingest::reports_newest_first(conn, size)?, size);
+                let shares = split::window(window::newest_first(conn, None, size)?, size);
                 let total: u64 = shares.iter().map(|s| s.work).sum();
                 let mine: u64 = shares
                     .iter()

@@ -70,6 +70,7 @@ impl Scheme {
                         id: 0,
                         miner_id: miner.to_string(),
                         work: 1,
+                        source: None,
                     }],
                 ),
                 None => (1, Vec::new()),

@@ -28,6 +28,7 @@ pub struct Record {
     pub id: i64,
     pub miner_id: String,
     pub work: u64,
+    pub source: Option<String>,
 }
 
 /// Chooses the window from records ordered **newest first**; returns it
@@ -52,6 +53,7 @@ pub fn window(
             id: record.id,
             miner_id: record.miner_id,
             work: counted,
+            source: record.source,
         });
     }
     chosen.reverse();
@@ -217,6 +219,7 @@ mod tests {
             id,
             miner_id: miner.into(),
             work,
+            source: None,
         }
     }
 
@@ -238,17 +241,20 @@ mod tests {
                 StatementShare {
                     id: 3,
                     miner_id: "carol".into(),
-                    work: 20
+                    work: 20,
+                    source: None,
                 },
                 StatementShare {
                     id: 4,
                     miner_id: "alice".into(),
-                    work: 50
+                    work: 50,
+                    source: None,
                 },
                 StatementShare {
                     id: 5,
                     miner_id: "bob".into(),
-                    work: 30
+                    work: 30,
+                    source: None,
                 },
             ]
         );
@@ -286,6 +292,7 @@ mod tests {
             id: 7,
             miner_id: "m1".into(),
             work: 42,
+            source: None,
         }];
         // printf '7 m1 42\n' | sha256sum
         assert_eq!(

@@ -32,7 +32,8 @@ fn pplns(min_window: u64, fee_bps: u32) -> Scheme {
     }
 }
 
-/// Pool reports without credit (PPLNS), oldest first: (miner, shares, difficulty).
+/// Pool reports without credit (PPLNS), oldest first, each in the PPLNS
+/// log as ingest writes it: (miner, shares, difficulty).
 fn reports(store: &Store, rows: &[(&str, i64, i64)]) {
     let rows: Vec<(String, i64, i64)> = rows
         .iter()
@@ -46,6 +47,9 @@ fn reports(store: &Store, rows: &[(&str, i64, i64)]) {
                      VALUES (?1, x'00', ?2, 'w', ?3, ?4, 0, ?5, NULL)",
                     rusqlite::params![format!("e{i}-{miner}"), miner, shares, difficulty, ctx.now_s],
                 )?;
+                let source = format!("report:{}", ctx.conn.last_insert_rowid());
+                let work = (shares * difficulty) as u64;
+                super::window::record(ctx.conn, miner, work, &source, ctx.now_s)?;
             }
             Ok::<_, rusqlite::Error>(())
         })
@@ -216,5 +220,102 @@ fn verify_names_a_block_credited_before_maturity() {
     assert!(
         found.iter().any(|v| v.contains("block 00aa (immature)")),
         "{found:?}"
+    );
+}
+
+/// The window a block pays, as (miner, work) oldest first.
+fn window_of(store: &Store, hash: &str) -> Vec<(String, u64)> {
+    let hash = hash.to_string();
+    store
+        .read_blocking(move |c| db::window_shares(c, &hash, None))
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.miner_id, s.work))
+        .collect()
+}
+
+#[test]
+fn the_window_ends_at_the_solving_share_and_never_counts_pps_credited_work() {
+    let (_dir, store) = open();
+    reports(&store, &[("alice", 4, 10), ("bob", 2, 10)]);
+    // A report credited per share (PPS before the switch) is not in the
+    // log: a block must not pay it again.
+    store
+        .write_blocking(|ctx| {
+            ctx.conn.execute(
+                "INSERT INTO share_reports (event_id, body_sha256, miner_id, worker_name, shares, difficulty, credited_msat, received_at, rollup_group)
+                 VALUES ('pps-1', x'00', 'dave', 'w', 5, 10, 50000, ?1, 1)",
+                [ctx.now_s],
+            )?;
+            Ok::<_, rusqlite::Error>(())
+        })
+        .unwrap();
+    // The pool reports bob's share as the solve (in the log row of his
+    // report); carol's work arrives before the wallet sees the coinbase.
+    store
+        .write_blocking(|ctx| {
+            let bob: i64 = ctx.conn.query_row(
+                "SELECT id FROM pplns_work WHERE miner_id = 'bob'",
+                [],
+                |r| r.get(0),
+            )?;
+            ctx.conn.execute(
+                "INSERT INTO block_solves (origin_id, seq, height, hash, miner_id, worker_name, share_ms, received_at, window_id)
+                 VALUES (1, 9, 101, '00AA', 'bob', 'w', 0, ?1, ?2)",
+                rusqlite::params![ctx.now_s, bob],
+            )?;
+            Ok::<_, rusqlite::Error>(())
+        })
+        .unwrap();
+    reports(&store, &[("carol", 3, 10)]);
+    apply(&store, &pplns(1000, 0), coinbase(1, false));
+    assert_eq!(
+        window_of(&store, "00aa"),
+        vec![("alice".to_string(), 40), ("bob".to_string(), 20)]
+    );
+    // Without a solve report the window ends at what was recorded.
+    let mut other = coinbase(1, false);
+    other.txid = "cb02".into();
+    other.block_hash = Some("00bb".into());
+    apply(&store, &pplns(1000, 0), other);
+    assert_eq!(
+        window_of(&store, "00bb"),
+        vec![
+            ("alice".to_string(), 40),
+            ("bob".to_string(), 20),
+            ("carol".to_string(), 30)
+        ]
+    );
+}
+
+#[test]
+fn a_batch_logs_one_row_per_miner_in_order_of_first_share() {
+    let (_dir, store) = open();
+    store
+        .write_blocking(|ctx| {
+            let mut batch = super::window::BatchWork::default();
+            assert_eq!(batch.add("bob", 3, 7), 0);
+            assert_eq!(batch.add("alice", 5, 8), 1);
+            assert_eq!(batch.add("bob", 4, 9), 0);
+            assert_eq!(batch.add("carol", 0, 10), 2);
+            let ids = batch.record(ctx.conn, "pool-a", ctx.now_s)?;
+            assert!(ids[0].unwrap() < ids[1].unwrap(), "{ids:?}");
+            assert_eq!(ids[2], None, "no work, no row");
+            Ok::<_, rusqlite::Error>(())
+        })
+        .unwrap();
+    let rows: Vec<(String, i64, String)> = store
+        .read_blocking(|c| {
+            c.prepare("SELECT miner_id, work, source FROM pplns_work ORDER BY id")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            ("bob".to_string(), 7, "batch:pool-a:7-9".to_string()),
+            ("alice".to_string(), 5, "batch:pool-a:8-8".to_string()),
+        ]
     );
 }

@@ -32,7 +32,6 @@ impl From<SharesError> for ApiError {
                     .with("max_shares", max)
             }
             SharesError::BalanceBound(_) => ApiError::unprocessable("balance_bound", message),
-            SharesError::SchemeUnsupported => ApiError::conflict("scheme_unsupported", message),
             SharesError::Store(e) => e.into(),
             SharesError::Db(_) | SharesError::Ledger(_) => {
                 tracing::error!(error = %message, "share batch fault");

@@ -18,6 +18,7 @@ pub(super) fn insert_share_report(
     credited_msat: i64,
     body_sha256: [u8; 32],
     miner_known: bool,
+    pplns: bool,
 ) -> Result<(i64, i64), IngestError> {
     let group = ctx.state.ledger_group();
     let account = ledger::miner_account(&report.miner_id);
@@ -63,6 +64,13 @@ pub(super) fn insert_share_report(
         } else {
             IngestError::EventConflict(event_id)
         });
+    }
+    if pplns {
+        // Under PPLNS the report's work joins the share log the next
+        // block's window is read from (its id read before any other insert).
+        let source = format!("report:{}", ctx.conn.last_insert_rowid());
+        let work = u64::try_from(work).unwrap_or(u64::MAX);
+        crate::blocks::window::record(ctx.conn, &report.miner_id, work, &source, ctx.now_s)?;
     }
     // A miner seen in an acknowledged report exists; only new ones need
     // the insert.
@@ -232,53 +240,21 @@ pub fn block_credits_of(
 /// Deletes raw reports older than `cutoff_s` and work minutes older than
 /// `work_cutoff_s`, at most `limit` rows per table per call (the caller
 /// repeats), so one call never holds the writer for long. Transfers are
-/// money records and are never pruned.
-/// Pool reports newest first, as PPLNS window records (`shares ×
-/// difficulty`), until `work` is covered or the reports run out.
-pub fn reports_newest_first(
-    conn: &Connection,
-    work: u64,
-) -> rusqlite::Result<Vec<crate::blocks::split::Record>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, miner_id, shares, difficulty FROM share_reports ORDER BY id DESC",
-    )?;
-    let mut rows = stmt.query([])?;
-    let mut out = Vec::new();
-    let mut total: u128 = 0;
-    while total < u128::from(work) {
-        let Some(row) = rows.next()? else { break };
-        let shares: i64 = row.get(2)?;
-        let difficulty: i64 = row.get(3)?;
-        // Both are positive (CHECK) and their product is bounded by
-        // ingest.max_work_per_report.
-        let record_work = (shares as u128 * difficulty as u128).min(u128::from(u64::MAX)) as u64;
-        total += u128::from(record_work);
-        out.push(crate::blocks::split::Record {
-            id: row.get(0)?,
-            miner_id: row.get(1)?,
-            work: record_work,
-        });
-    }
-    Ok(out)
-}
-
-/// `keep_from_id`: reports with this id or newer are kept whatever their
-/// age (the current PPLNS window; windows of found blocks are copied into
-/// `block_window` when the block is found, so they need no raw report).
+/// money records and are never pruned. Raw reports go whatever the scheme:
+/// the PPLNS window keeps its own copy of their work (`pplns_work`).
 pub fn prune(
     ctx: &WriteCtx<'_>,
     cutoff_s: i64,
     work_cutoff_s: i64,
     limit: i64,
-    keep_from_id: Option<i64>,
 ) -> rusqlite::Result<usize> {
     // Ids grow with time, so walking ids from the oldest needs no index on
     // received_at.
     let shares = ctx.conn.execute(
         "DELETE FROM share_reports WHERE id IN (
              SELECT id FROM share_reports ORDER BY id LIMIT ?2
-         ) AND received_at < ?1 AND (?3 IS NULL OR id < ?3)",
-        params![cutoff_s, limit, keep_from_id],
+         ) AND received_at < ?1",
+        params![cutoff_s, limit],
     )?;
     let blocks = ctx.conn.execute(
         "DELETE FROM block_reports WHERE id IN (

@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::miners::{self, ActivityCache};
 use crate::secrets::Secrets;
 use crate::store::{StorageFault, Store, StoreError, WriteError};
-pub use db::{block_credits_of, prune, reports_newest_first, share_credits_of, verify};
+pub use db::{block_credits_of, prune, share_credits_of, verify};
 pub use feed::CreditFeed;
 
 /// Longest `event_id` accepted (one rule for every signed or reported id).
@@ -201,6 +201,8 @@ struct Inner {
     allow_unprotected: bool,
     tolerance_s: i64,
     rate_per_share_msat: i64,
+    /// PPLNS is in force: reports' work goes into the share log.
+    pplns: bool,
     rate_per_work_msat: i64,
     max_work_per_report: u64,
     /// Ids pool reports may not use (the self-registration namespace).
@@ -239,6 +241,7 @@ impl Ingest {
                 // PPLNS and SOLO credit nothing per share (blocks pay).
                 rate_per_share_msat: crate::blocks::scheme::Scheme::from_config(&config.accounting)
                     .per_share_rate_msat(config.ingest.rate_per_share_btc.msat()),
+                pplns: config.accounting.scheme == pooldesk_proto::model::PayoutScheme::Pplns,
                 rate_per_work_msat: config.ingest.rate_per_work_btc.msat(),
                 max_work_per_report: config.ingest.max_work_per_report,
                 self_prefix: config.auth.self_registration_prefix.clone(),
@@ -300,6 +303,7 @@ impl Ingest {
             as i64;
         let body_sha256: [u8; 32] = Sha256::digest(body).into();
         let row = report.clone();
+        let pplns = inner.pplns;
         let known = inner
             .known_miners
             .read()
@@ -308,7 +312,7 @@ impl Ingest {
         let ((account_id, received_at), info) = inner
             .store
             .write_fast(move |ctx| {
-                db::insert_share_report(ctx, &row, work, credited, body_sha256, known)
+                db::insert_share_report(ctx, &row, work, credited, body_sha256, known, pplns)
             })
             .await?;
         if !known {

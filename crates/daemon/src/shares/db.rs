@@ -95,6 +95,7 @@ pub(super) fn insert_batch(
     ctx: &mut WriteCtx<'_>,
     batch: &Batch,
     inactive: &dyn Fn(&str) -> bool,
+    pplns: bool,
 ) -> Result<Written, SharesError> {
     let now_s = ctx.now_s;
     let group = ctx.state.ledger_group();
@@ -119,6 +120,10 @@ pub(super) fn insert_batch(
     let mut accounts: HashMap<&str, String> = HashMap::new();
     let mut max_seq = 0i64;
     let mut last_share_ms = i64::MIN;
+    // Under PPLNS: each miner's accepted work in this batch (one log row
+    // each), and which part holds each block-solving share.
+    let mut window = crate::blocks::window::BatchWork::default();
+    let mut solves_in_window: Vec<(i64, usize)> = Vec::new();
     {
         let mut insert = conn.prepare_cached(
             "INSERT INTO pool_shares (origin_id, seq, miner_id, worker_name, diff, sdiff, accepted, reject_reason, share_ms, hash, height, credited_msat, received_at, rollup_group)
@@ -213,6 +218,14 @@ pub(super) fn insert_batch(
             }
             if share.accepted {
                 written.accepted += 1;
+                // Work, like credit, only for miners who may be paid.
+                if pplns && !inactive(&share.miner) {
+                    let work = u64::try_from(share.work).unwrap_or(u64::MAX);
+                    let part = window.add(&share.miner, work, share.seq);
+                    if share.block {
+                        solves_in_window.push((share.seq, part));
+                    }
+                }
                 if share.work > 0 {
                     // Hashrate counts work in the minute the share was
                     // found (never in the future).
@@ -249,6 +262,15 @@ pub(super) fn insert_batch(
         }
         if let Some(range) = new_range {
             written.new_ranges.push(range);
+        }
+    }
+    if pplns {
+        let ids = window.record(conn, &batch.origin, now_s)?;
+        for (seq, part) in solves_in_window {
+            conn.prepare_cached(
+                "UPDATE block_solves SET window_id = ?3 WHERE origin_id = ?1 AND seq = ?2",
+            )?
+            .execute(params![origin_id, seq, ids[part]])?;
         }
     }
     written.credits = credits
@@ -378,12 +400,26 @@ pub fn blocks_since(conn: &Connection, from_s: i64) -> rusqlite::Result<Vec<Bloc
 }
 
 /// The miner whose share solved block `hash`, if the pool reported it.
-pub fn finder_of(conn: &Connection, hash: &str) -> rusqlite::Result<Option<String>> {
+pub fn solve_of(conn: &Connection, hash: &str) -> rusqlite::Result<Option<Solve>> {
     conn.prepare_cached(
-        "SELECT miner_id FROM block_solves WHERE lower(hash) = lower(?1) ORDER BY received_at LIMIT 1",
+        "SELECT miner_id, window_id FROM block_solves WHERE lower(hash) = lower(?1)
+         ORDER BY received_at, origin_id, seq LIMIT 1",
     )?
-    .query_row([hash], |r| r.get(0))
+    .query_row([hash], |r| {
+        Ok(Solve {
+            miner_id: r.get(0)?,
+            window_id: r.get(1)?,
+        })
+    })
     .optional()
+}
+
+/// The pool's report of who solved a block.
+#[derive(Debug, Clone)]
+pub struct Solve {
+    pub miner_id: String,
+    /// The PPLNS log row holding the solving share (recorded under PPLNS).
+    pub window_id: Option<i64>,
 }
 
 pub fn rejects(conn: &Connection) -> rusqlite::Result<Vec<(String, String, i64)>> {
@@ -557,7 +593,7 @@ mod tests {
 
     fn write(store: &Store, b: Batch) -> Written {
         store
-            .write_blocking(move |ctx| insert_batch(ctx, &b, &|_| false))
+            .write_blocking(move |ctx| insert_batch(ctx, &b, &|_| false, false))
             .unwrap()
     }
 

@@ -32,7 +32,7 @@ use crate::metrics::Metrics;
 use crate::miners::ActivityCache;
 use crate::secrets::Secrets;
 use crate::store::{StorageFault, Store, StoreError, WriteError};
-pub use db::{BlockSolve, blocks_since, finder_of, origins, prune, rejects, verify};
+pub use db::{BlockSolve, Solve, blocks_since, origins, prune, rejects, solve_of, verify};
 pub use parse::{Batch, Share, parse_batch};
 
 /// `[shares]` in the configuration file.
@@ -72,14 +72,6 @@ pub enum SharesError {
     BadShare { index: usize, reason: String },
     #[error("{count} shares in one batch; at most {max}")]
     TooMany { count: usize, max: usize },
-    /// PPLNS windows count the pool's share reports only: a batch here
-    /// would be recorded, credit nothing per share and never be in a
-    /// window, so its miners would silently be paid nothing. Refused
-    /// (nothing recorded; a bridge keeps its cursor and retries).
-    #[error(
-        "accounting.scheme = \"pplns\": batched accepted shares (/api/v2/shares) are not counted in PPLNS windows yet, so they would earn nothing; nothing in this batch was recorded. Report shares with POST /api/report_share (block solves and rejects are still taken here), or run PPS or SOLO"
-    )]
-    SchemeUnsupported,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("share storage error: {0}")]
@@ -124,7 +116,6 @@ impl SharesError {
             SharesError::Malformed(_) => "malformed",
             SharesError::Invalid(_) | SharesError::BadShare { .. } => "invalid",
             SharesError::TooMany { .. } => "too_large",
-            SharesError::SchemeUnsupported => "scheme_unsupported",
             SharesError::BalanceBound(_) => "balance_bound",
             SharesError::Store(_) | SharesError::Db(_) | SharesError::Ledger(_) => "unavailable",
         }
@@ -161,7 +152,7 @@ struct Inner {
     metrics: Metrics,
     tolerance_s: i64,
     rate_per_share_msat: i64,
-    /// PPLNS is in force: batches are refused ([`SharesError::SchemeUnsupported`]).
+    /// PPLNS is in force: accepted work goes into the share log.
     pplns: bool,
     /// The self-registration namespace (`auth.self_registration_prefix`).
     self_prefix: String,
@@ -230,13 +221,8 @@ impl Shares {
             return Err(SharesError::BadSignature);
         }
         let batch = parse_batch(body, inner.rate_per_share_msat, inner.max_shares)?;
-        // Under PPLNS only block solves (the pool naming a block's finder)
-        // and rejects are taken here; ordinary accepted shares would earn
-        // nothing, so the whole batch is refused and nothing is recorded.
         self.check_ts(batch.ts)?;
-        if inner.pplns && batch.shares.iter().any(|s| s.accepted && !s.block) {
-            return Err(SharesError::SchemeUnsupported);
-        }
+        let pplns = inner.pplns;
         let received = batch.shares.len();
         let origin = batch.origin.clone();
         let activity = inner.activity.clone();
@@ -253,7 +239,7 @@ impl Shares {
                         || (!self_prefix.is_empty() && miner.starts_with(self_prefix.as_str()))
                 };
                 db::check_bounds(ctx, &batch, &uncredited)?;
-                db::insert_batch(ctx, &batch, &uncredited)
+                db::insert_batch(ctx, &batch, &uncredited, pplns)
             })
             .await?;
         // Committed and durable: now the views may learn of it.

@@ -57,6 +57,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "blocks",
         include_str!("../../migrations/0011_blocks.sql"),
     ),
+    (
+        12,
+        "pplns_work",
+        include_str!("../../migrations/0012_pplns_work.sql"),
+    ),
 ];
 
 pub(crate) fn apply(conn: &Connection) -> anyhow::Result<()> {
