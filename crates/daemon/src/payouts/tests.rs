@@ -447,14 +447,25 @@ async fn a_paid_withdrawal_is_never_released_and_a_payment_found_void_is_paid_on
     .await
     .unwrap();
     assert_eq!(f.balance(PAYOUTS_SENT).await, 50_000_000);
-    // Money that left is never given back to the miner.
-    let release = f
-        .write(move |ctx| {
-            let w = db::get_withdrawal(ctx.conn, id)?.unwrap();
-            db::release(ctx, &w, "failed", Some("admin"), "oops")
-        })
-        .await;
-    assert!(matches!(release, Err(PayoutError::WrongState { .. })));
+    // Money that left is never given back to the miner, also when its
+    // batch waits for an admin (paid withdrawals go to needs_attention
+    // with it, a state money can be released from).
+    for state in ["broadcast", "needs_attention"] {
+        let release = f
+            .write(move |ctx| {
+                ctx.conn.execute(
+                    "UPDATE withdrawals SET state = ?2 WHERE id = ?1",
+                    rusqlite::params![id, state],
+                )?;
+                let w = db::get_withdrawal(ctx.conn, id)?.unwrap();
+                db::release(ctx, &w, "failed", Some("admin"), "oops")
+            })
+            .await;
+        assert!(
+            matches!(release, Err(PayoutError::WrongState { .. })),
+            "{state}: {release:?}"
+        );
+    }
     assert_eq!(f.balance("miner:alice").await, 950_000_000);
     // The transaction turns out void: the payment is reversed, then a new
     // transaction pays it again, under keys of its own.
