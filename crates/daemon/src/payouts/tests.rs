@@ -515,10 +515,7 @@ async fn a_transaction_is_committed_to_a_batch_once_and_only_while_sending() {
         .unwrap();
     assert_eq!(
         batch.tag,
-        db::batch_tag(
-            &f.store.read(|c| db::install_id(c)).await.unwrap(),
-            batch.id
-        )
+        db::batch_tag(&f.store.read(db::install_id).await.unwrap(), batch.id)
     );
     let id = batch.id;
     let set = |txid: &'static str| {

@@ -132,16 +132,16 @@ fn a_group_commits_once_with_its_jobs_in_submission_order() {
     let db = open(Durability::Full);
     let store = &db.store;
     let commits_before = store.commits();
-    let (release, held) = gate(&store);
+    let (release, held) = gate(store);
     let replies: Vec<_> = ["a", "b", "c", "d"]
         .into_iter()
-        .map(|name| queue(&store, true, move |ctx| insert(ctx, name)))
+        .map(|name| queue(store, true, move |ctx| insert(ctx, name)))
         .collect();
     release.send(()).unwrap();
     answer(held).unwrap();
     let ids: Vec<i64> = replies.into_iter().map(|r| answer(r).unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
-    assert_eq!(names(&store), ["a", "b", "c", "d"]);
+    assert_eq!(names(store), ["a", "b", "c", "d"]);
     // The gate's group and the four jobs' group: two commits, not five.
     assert_eq!(store.commits(), commits_before + 2);
     assert!(!store.is_faulted());
@@ -151,14 +151,14 @@ fn a_group_commits_once_with_its_jobs_in_submission_order() {
 fn a_refused_job_rolls_back_alone_and_its_group_commits() {
     let db = open(Durability::Full);
     let store = &db.store;
-    let (release, held) = gate(&store);
-    let first = queue(&store, true, |ctx| insert(ctx, "first"));
-    let refused = queue(&store, true, |ctx| {
+    let (release, held) = gate(store);
+    let first = queue(store, true, |ctx| insert(ctx, "first"));
+    let refused = queue(store, true, |ctx| {
         insert(ctx, "refused-1")?;
         insert(ctx, "refused-2")?;
         Err::<i64, _>(JobError::Refused("over the limit"))
     });
-    let last = queue(&store, true, |ctx| insert(ctx, "last"));
+    let last = queue(store, true, |ctx| insert(ctx, "last"));
     release.send(()).unwrap();
     answer(held).unwrap();
     assert!(answer(first).is_ok());
@@ -167,7 +167,7 @@ fn a_refused_job_rolls_back_alone_and_its_group_commits() {
         Err(WriteError::Rejected(JobError::Refused("over the limit")))
     ));
     assert!(answer(last).is_ok());
-    assert_eq!(names(&store), ["first", "last"]);
+    assert_eq!(names(store), ["first", "last"]);
     assert!(!store.is_faulted());
 }
 
@@ -175,12 +175,12 @@ fn a_refused_job_rolls_back_alone_and_its_group_commits() {
 fn a_fast_job_refused_before_writing_leaves_its_group_alone() {
     let db = open(Durability::Full);
     let store = &db.store;
-    let (release, held) = gate(&store);
-    let first = queue(&store, false, |ctx| insert(ctx, "first"));
-    let refused = queue(&store, false, |_ctx| {
+    let (release, held) = gate(store);
+    let first = queue(store, false, |ctx| insert(ctx, "first"));
+    let refused = queue(store, false, |_ctx| {
         Err::<i64, _>(JobError::Refused("checked before writing"))
     });
-    let last = queue(&store, false, |ctx| insert(ctx, "last"));
+    let last = queue(store, false, |ctx| insert(ctx, "last"));
     release.send(()).unwrap();
     answer(held).unwrap();
     assert!(answer(first).is_ok());
@@ -189,16 +189,16 @@ fn a_fast_job_refused_before_writing_leaves_its_group_alone() {
         Err(WriteError::Rejected(JobError::Refused(_)))
     ));
     assert!(answer(last).is_ok());
-    assert_eq!(names(&store), ["first", "last"]);
+    assert_eq!(names(store), ["first", "last"]);
 }
 
 #[test]
 fn the_answer_comes_only_after_the_commit_that_holds_the_write() {
     let db = open(Durability::Pipelined);
     let store = &db.store;
-    let (release_gate, held) = gate(&store);
+    let (release_gate, held) = gate(store);
     let (ran_tx, ran_rx) = std_mpsc::channel::<()>();
-    let mut written = queue(&store, true, move |ctx| {
+    let mut written = queue(store, true, move |ctx| {
         let id = insert(ctx, "written")?;
         ran_tx.send(()).unwrap();
         Ok(id)
@@ -206,7 +206,7 @@ fn the_answer_comes_only_after_the_commit_that_holds_the_write() {
     // A second job of the same group holds the writer before COMMIT.
     let (inside_tx, inside_rx) = std_mpsc::channel::<()>();
     let (release_tx, release_rx) = std_mpsc::channel::<()>();
-    let blocker = queue(&store, true, move |_ctx| {
+    let blocker = queue(store, true, move |_ctx| {
         inside_tx.send(()).unwrap();
         release_rx.recv().ok();
         Ok(())
@@ -223,29 +223,29 @@ fn the_answer_comes_only_after_the_commit_that_holds_the_write() {
         written.try_recv(),
         Err(tokio::sync::oneshot::error::TryRecvError::Empty)
     ));
-    assert!(names(&store).is_empty());
+    assert!(names(store).is_empty());
     release_tx.send(()).unwrap();
     answer(blocker).unwrap();
     answer(written).unwrap();
-    assert_eq!(names(&store), ["written"]);
+    assert_eq!(names(store), ["written"]);
 }
 
 #[test]
 fn a_storage_fault_poisons_the_whole_group_and_the_next_commit_clears_it() {
     let db = open(Durability::Full);
     let store = &db.store;
-    let (release, held) = gate(&store);
-    let ok = queue(&store, true, |ctx| insert(ctx, "ok"));
-    let refused = queue(&store, true, |_ctx| {
+    let (release, held) = gate(store);
+    let ok = queue(store, true, |ctx| insert(ctx, "ok"));
+    let refused = queue(store, true, |_ctx| {
         Err::<i64, _>(JobError::Refused("would be refused"))
     });
-    let fault = queue(&store, true, |ctx| {
+    let fault = queue(store, true, |ctx| {
         insert(ctx, "faulting")?;
         Err::<i64, _>(JobError::Fault("disk I/O error".into()))
     });
     let after_ran = Arc::new(AtomicBool::new(false));
     let flag = after_ran.clone();
-    let after = queue(&store, true, move |ctx| {
+    let after = queue(store, true, move |ctx| {
         flag.store(true, Ordering::SeqCst);
         insert(ctx, "after")
     });
@@ -263,13 +263,13 @@ fn a_storage_fault_poisons_the_whole_group_and_the_next_commit_clears_it() {
     // Jobs after the fault never run; their callers hear of it.
     assert!(after.blocking_recv().is_err());
     assert!(!after_ran.load(Ordering::SeqCst));
-    assert!(names(&store).is_empty());
+    assert!(names(store).is_empty());
     assert!(store.is_faulted());
     // The next good commit clears the flag.
     store
         .write_blocking(|ctx| insert(ctx, "later").map(|_| ()))
         .unwrap();
-    assert_eq!(names(&store), ["later"]);
+    assert_eq!(names(store), ["later"]);
     assert!(!store.is_faulted());
 }
 
@@ -277,11 +277,11 @@ fn a_storage_fault_poisons_the_whole_group_and_the_next_commit_clears_it() {
 fn a_full_disk_poisons_the_group_and_the_store_recovers_once_space_returns() {
     let db = open(Durability::Pipelined);
     let store = &db.store;
-    let (release, held) = gate(&store);
-    let small = queue(&store, true, |ctx| insert(ctx, "small"));
+    let (release, held) = gate(store);
+    let small = queue(store, true, |ctx| insert(ctx, "small"));
     // The database may not grow by a page: a large row is SQLITE_FULL,
     // a storage fault from SQLite itself.
-    let big = queue(&store, true, |ctx| {
+    let big = queue(store, true, |ctx| {
         let pages: i64 = ctx.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
         ctx.conn
             .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
@@ -302,7 +302,7 @@ fn a_full_disk_poisons_the_group_and_the_store_recovers_once_space_returns() {
         }
     }
     assert!(store.is_faulted());
-    assert!(names(&store).is_empty());
+    assert!(names(store).is_empty());
     // Space returns; the same writer commits again.
     store
         .write_blocking(|ctx| {
@@ -311,7 +311,7 @@ fn a_full_disk_poisons_the_group_and_the_store_recovers_once_space_returns() {
             insert(ctx, "after").map(|_| ())
         })
         .unwrap();
-    assert_eq!(names(&store), ["after"]);
+    assert_eq!(names(store), ["after"]);
     assert!(!store.is_faulted());
 }
 
@@ -367,8 +367,8 @@ fn acknowledged_writes_are_in_the_file_after_close_in_both_modes_and_no_wal_is_l
 fn close_commits_what_was_queued_before_it_and_refuses_what_comes_after() {
     let db = open(Durability::Pipelined);
     let store = &db.store;
-    let (release, held) = gate(&store);
-    let queued = queue(&store, true, |ctx| insert(ctx, "queued"));
+    let (release, held) = gate(store);
+    let queued = queue(store, true, |ctx| insert(ctx, "queued"));
     let closer = {
         let store = store.clone();
         std::thread::spawn(move || store.close_blocking())
@@ -387,5 +387,5 @@ fn close_commits_what_was_queued_before_it_and_refuses_what_comes_after() {
         store.write_blocking(|ctx| insert(ctx, "late").map(|_| ())),
         Err(WriteError::Store(StoreError::Closed))
     ));
-    assert_eq!(names(&store), ["queued"]);
+    assert_eq!(names(store), ["queued"]);
 }
