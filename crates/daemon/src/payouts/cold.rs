@@ -339,7 +339,7 @@ impl Payouts {
                 ));
             }
             let max_rate = self.inner.config.max_fee_rate_sat_vb;
-            if signed_facts.vsize > 0 && fee as u64 > max_rate * signed_facts.vsize {
+            if fee >= 0 && signed_facts.vsize > 0 && fee as u64 > max_rate * signed_facts.vsize {
                 diffs.push(format!(
                     "fee rate {} sat/vB is above payouts.max_fee_rate_sat_vb = {max_rate}",
                     fee as u64 / signed_facts.vsize

@@ -19,6 +19,8 @@ mod cold;
 pub mod control;
 pub mod crash;
 pub mod db;
+#[cfg(test)]
+mod tests;
 
 use std::sync::{Arc, RwLock};
 

@@ -531,3 +531,6 @@ fn spawn_checkpointer(
             }
         })
 }
+
+#[cfg(test)]
+mod tests;
