@@ -59,9 +59,56 @@ impl PeerPolicy {
         Ok(PeerPolicy { uids, gid })
     }
 
-    pub fn allows(&self, uid: u32, gid: u32) -> bool {
-        self.uids.contains(&uid) || self.gid.is_some_and(|g| g == gid)
+    /// `groups`: the peer's supplementary groups. A member of the admin
+    /// group usually has it as a supplementary group (`usermod -aG`), which
+    /// is also what lets the kernel open the 0660 socket for them; the
+    /// primary gid alone would refuse them after the kernel let them in.
+    pub fn allows(&self, uid: u32, gid: u32, groups: &[u32]) -> bool {
+        self.uids.contains(&uid) || self.gid.is_some_and(|g| g == gid || groups.contains(&g))
     }
+}
+
+/// `SO_PEERGROUPS` (Linux 4.13): not exported by `libc` for every target.
+#[cfg(not(any(target_arch = "sparc", target_arch = "sparc64")))]
+const SO_PEERGROUPS: libc::c_int = 59;
+#[cfg(any(target_arch = "sparc", target_arch = "sparc64"))]
+const SO_PEERGROUPS: libc::c_int = 0x003d;
+
+/// The peer's supplementary groups as of its `connect` (`SO_PEERGROUPS`),
+/// empty when the kernel cannot tell (then only uid and primary gid count).
+fn peer_groups(stream: &UnixStream) -> Vec<u32> {
+    use std::os::fd::AsRawFd;
+    const GID: usize = std::mem::size_of::<libc::gid_t>();
+    // NGROUPS_MAX is 65536: the buffer is bounded.
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    for _ in 0..2 {
+        let mut len = (groups.len() * GID) as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `groups`,
+        // which holds that many, and sets `len` to what it wrote (or, on
+        // ERANGE, to what it needs).
+        let rc = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if rc == 0 {
+            groups.truncate(len as usize / GID);
+            return groups;
+        }
+        let needed = len as usize / GID;
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::ERANGE)
+            || needed <= groups.len()
+            || needed > 65_536
+        {
+            break;
+        }
+        groups.resize(needed, 0);
+    }
+    Vec::new()
 }
 
 fn group_id(name: &str) -> anyhow::Result<u32> {
@@ -203,7 +250,7 @@ impl FrameReader {
 async fn session(app: App, stream: UnixStream, policy: &PeerPolicy) -> anyhow::Result<()> {
     let cred = stream.peer_cred()?;
     let (uid, gid) = (cred.uid(), cred.gid());
-    if !policy.allows(uid, gid) {
+    if !policy.allows(uid, gid, &peer_groups(&stream)) {
         tracing::warn!(uid, gid, "control connection refused: uid not allowed");
         // Read what the client sends first (its hello, briefly) so it is not
         // writing into a closed socket and gets to read the refusal.
