@@ -343,13 +343,7 @@ async fn a_block_report_without_a_coinbase_creates_no_money() {
 
 /// One batch of `shares` accepted shares of `miner` at `diff`, seqs from
 /// `first_seq`; the last one solves `solves` when given.
-fn batch_of(
-    first_seq: i64,
-    miner: &str,
-    shares: i64,
-    diff: u64,
-    solves: Option<&str>,
-) -> Vec<u8> {
+fn batch_of(first_seq: i64, miner: &str, shares: i64, diff: u64, solves: Option<&str>) -> Vec<u8> {
     let list: Vec<Value> = (0..shares)
         .map(|i| {
             let mut share = json!({
@@ -379,10 +373,22 @@ async fn batched_shares_fill_the_window_up_to_the_solving_share() {
     let Some(w) = world().await else { return };
     let built = w
         .node
-        .call(None, "generateblock", &json!([w.pool, [], false]).to_string())
+        .call(
+            None,
+            "generateblock",
+            &json!([w.pool, [], false]).to_string(),
+        )
         .await;
-    let hash = built.get("hash").and_then(|h| h.as_str()).unwrap().to_string();
-    let hex = built.get("hex").and_then(|h| h.as_str()).unwrap().to_string();
+    let hash = built
+        .get("hash")
+        .and_then(|h| h.as_str())
+        .unwrap()
+        .to_string();
+    let hex = built
+        .get("hex")
+        .and_then(|h| h.as_str())
+        .unwrap()
+        .to_string();
     // x 9×1, carol 4×10 (batches), alice 5×10 (a report), bob 3×10 with
     // the solve in his last share, then dave 10×10 after the solve.
     for body in [
@@ -413,7 +419,10 @@ async fn batched_shares_fill_the_window_up_to_the_solving_share() {
         .await;
     assert!(submitted.is_null(), "submitblock: {submitted:?}");
 
-    let block = wait_block(&w.daemon, "the pool's block", |b| b["hash"] == hash.as_str()).await;
+    let block = wait_block(&w.daemon, "the pool's block", |b| {
+        b["hash"] == hash.as_str()
+    })
+    .await;
     assert_eq!(block["state"], "immature", "{block}");
     let (status, statement) = w.daemon.get(&format!("/api/blocks/{hash}/statement")).await;
     assert_eq!(status, 200, "{statement}");
@@ -449,7 +458,9 @@ async fn batched_shares_fill_the_window_up_to_the_solving_share() {
     assert_eq!(status, 200, "{bob}");
     assert_eq!(bob["shares"][0]["source"], "batch:ckpool-a:14-16", "{bob}");
     assert_eq!(
-        statement["shares"][1]["source"].as_str().map(|s| s.starts_with("report:")),
+        statement["shares"][1]["source"]
+            .as_str()
+            .map(|s| s.starts_with("report:")),
         Some(true),
         "{statement}"
     );
@@ -461,10 +472,14 @@ async fn batched_shares_fill_the_window_up_to_the_solving_share() {
     assert!(ok, "{text}");
     // What the TUI's Blocks tab asks, through its own client: the same
     // block and the same split as the HTTP statement.
-    let listed = one_shot(&w.daemon.socket, Request::ListBlocks { limit: None }, DEADLINE)
-        .await
-        .expect("ListBlocks through the TUI client")
-        .1;
+    let listed = one_shot(
+        &w.daemon.socket,
+        Request::ListBlocks { limit: None },
+        DEADLINE,
+    )
+    .await
+    .expect("ListBlocks through the TUI client")
+    .1;
     let Response::Blocks(rows) = listed else {
         panic!("ListBlocks answered {listed:?}")
     };
@@ -514,10 +529,22 @@ async fn solo_pays_the_finder_the_pool_names() {
     };
     let built = w
         .node
-        .call(None, "generateblock", &json!([w.pool, [], false]).to_string())
+        .call(
+            None,
+            "generateblock",
+            &json!([w.pool, [], false]).to_string(),
+        )
         .await;
-    let hash = built.get("hash").and_then(|h| h.as_str()).unwrap().to_string();
-    let hex = built.get("hex").and_then(|h| h.as_str()).unwrap().to_string();
+    let hash = built
+        .get("hash")
+        .and_then(|h| h.as_str())
+        .unwrap()
+        .to_string();
+    let hex = built
+        .get("hex")
+        .and_then(|h| h.as_str())
+        .unwrap()
+        .to_string();
     for body in [
         batch_of(1, "alice", 5, 10, None),
         batch_of(6, "bob", 2, 10, Some(&hash)),
@@ -531,7 +558,10 @@ async fn solo_pays_the_finder_the_pool_names() {
         .call(None, "submitblock", &json!([hex]).to_string())
         .await;
     assert!(submitted.is_null(), "submitblock: {submitted:?}");
-    let block = wait_block(&w.daemon, "the pool's block", |b| b["hash"] == hash.as_str()).await;
+    let block = wait_block(&w.daemon, "the pool's block", |b| {
+        b["hash"] == hash.as_str()
+    })
+    .await;
     assert_eq!(block["scheme"], "solo", "{block}");
     let (_, bob) = w.daemon.get("/api/miners/bob").await;
     assert_eq!(bob["pending_msat"], 4_900_000_000_000i64, "{bob}");
@@ -541,6 +571,9 @@ async fn solo_pays_the_finder_the_pool_names() {
         w.daemon.balance_msat_if_known("bob").await,
         Some(4_900_000_000_000)
     );
-    assert_eq!(w.daemon.balance_msat_if_known("alice").await.unwrap_or(0), 0);
+    assert_eq!(
+        w.daemon.balance_msat_if_known("alice").await.unwrap_or(0),
+        0
+    );
     w.daemon.assert_verified();
 }

@@ -254,7 +254,10 @@ async fn batched_shares_join_the_pplns_window_in_arrival_order() {
         "SELECT group_concat(miner_id || ' ' || work || ' ' || substr(source, 1, instr(source, ':')), ', ')
          FROM (SELECT * FROM pplns_work ORDER BY id)",
     );
-    assert_eq!(log, "carol 7 report:, alice 7 batch:, bob 3 batch:, carol 4 report:");
+    assert_eq!(
+        log,
+        "carol 7 report:, alice 7 batch:, bob 3 batch:, carol 4 report:"
+    );
     assert_eq!(
         daemon.sql_text("SELECT source FROM pplns_work WHERE miner_id = 'alice'"),
         "batch:pool-a:1-4"

@@ -131,21 +131,20 @@ pub async fn miner_blocks(
     app.store
         .read(move |conn| {
             let pending_msat = db::pending_msat(conn, Some(&miner))?;
-            let (window_work, window_total_work) = if scheme.kind
-                == pooldesk_proto::model::PayoutScheme::Pplns
-            {
-                let size = scheme.pplns_window_work(difficulty);
-                let shares = split::window(window::newest_first(conn, None, size)?, size);
-                let total: u64 = shares.iter().map(|s| s.work).sum();
-                let mine: u64 = shares
-                    .iter()
-                    .filter(|s| s.miner_id == miner)
-                    .map(|s| s.work)
-                    .sum();
-                (mine, total)
-            } else {
-                (0, 0)
-            };
+            let (window_work, window_total_work) =
+                if scheme.kind == pooldesk_proto::model::PayoutScheme::Pplns {
+                    let size = scheme.pplns_window_work(difficulty);
+                    let shares = split::window(window::newest_first(conn, None, size)?, size);
+                    let total: u64 = shares.iter().map(|s| s.work).sum();
+                    let mine: u64 = shares
+                        .iter()
+                        .filter(|s| s.miner_id == miner)
+                        .map(|s| s.work)
+                        .sum();
+                    (mine, total)
+                } else {
+                    (0, 0)
+                };
             let recent_blocks = db::blocks_of_miner(conn, &miner, 10)?
                 .into_iter()
                 .map(|(hash, height, state, amount_msat)| MinerBlock {
