@@ -24,10 +24,31 @@ fn run(config: Option<&str>, env: &[(&str, &str)]) -> (bool, String) {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let output = cmd.output().unwrap();
+    // A daemon that wrongly accepts the configuration would run forever:
+    // after a deadline long enough for a loaded machine it is stopped and
+    // counted as started (so the refusal tests fail instead of hanging).
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stderr).to_string(),
+        status.is_some_and(|s| s.success()) || status.is_none(),
+        stderr,
     )
 }
 
