@@ -119,10 +119,14 @@ async fn a_second_request_within_the_cooldown_is_refused_by_address_and_by_ip() 
     assert_eq!(status, 429, "same /64: {body}");
     assert_eq!(body["by"], "ip");
 
-    // Nothing refused was held.
+    // Nothing refused was recorded or held: two requests, and verify
+    // reconciles the hold with them. (Not the held balance itself: the
+    // faucet worker's first tick at start-up, late on a loaded machine,
+    // may already have paid the first request out of it.)
+    assert_eq!(d.sql_i64("SELECT COUNT(*) FROM faucet_requests"), 2);
     assert_eq!(
-        d.sql_i64("SELECT balance_msat FROM accounts WHERE name = 'faucet:held'"),
-        2 * 10_000 * 1000
+        d.sql_i64("SELECT SUM(amount_sat) FROM faucet_requests"),
+        2 * 10_000
     );
     d.assert_verified();
 }
