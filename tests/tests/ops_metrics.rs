@@ -79,7 +79,7 @@ fn get(s: &Samples, key: &str) -> f64 {
 
 /// Scrapes until `check` holds (gauges follow the once-a-second snapshot).
 async fn wait_for(d: &Daemon, what: &str, check: impl Fn(&Samples) -> bool) -> Samples {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let s = scrape(d).await;
         if check(&s) {
@@ -129,6 +129,12 @@ async fn every_metric_family_is_exported_and_moves_with_traffic() {
     let d = Daemon::start(DaemonOptions {
         config: CONFIG.into(),
         ..Default::default()
+    })
+    .await;
+    // The wallet gauge follows the once-a-second snapshot: the first scrape
+    // may come before the first snapshot on a loaded machine.
+    wait_for(&d, "the wallet gauge", |s| {
+        get(s, "pooldesk_wallet_connected") == 1.0
     })
     .await;
     let text = scrape_text(&d).await;
