@@ -48,6 +48,16 @@ pub fn target_dir() -> PathBuf {
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
+    // Below Linux's ephemeral range (32768–60999): a port the kernel picks
+    // there can be handed to another process's outgoing connection between
+    // this check and the daemon's bind (seen in CI as "Address already in
+    // use"). Random, so concurrent tests rarely try the same one.
+    for _ in 0..1000 {
+        let port = 20_000 + rand::random::<u16>() % 12_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
